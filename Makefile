@@ -1,0 +1,50 @@
+# Everything a fresh machine needs: `make run` tags the demo catalogue, `make test` runs the tests.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+BUILD  := build
+MUSICNN_VERSION := 0.1.0
+ORIGINAL := $(BUILD)/musicnn-$(MUSICNN_VERSION)
+MODELS   := $(BUILD)/models
+DEMO     := $(BUILD)/demo-catalogue
+DEMO_OUT := $(BUILD)/demo-output
+
+export MUSICNN_BEAM_MODELS := $(abspath $(MODELS))
+export MUSICNN_ORIGINAL := $(abspath $(ORIGINAL))
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: all venv models run test bench clean
+
+all: run
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+# The original checkpoints ship only in musicnn's wheel; it is read, never installed (its pins are from 2019).
+$(ORIGINAL)/.unpacked: | $(VENV)/.installed
+	mkdir -p $(BUILD)/download
+	$(PY) -m pip download --quiet --no-deps musicnn==$(MUSICNN_VERSION) -d $(BUILD)/download
+	rm -rf $(ORIGINAL) && mkdir -p $(ORIGINAL)
+	$(PY) -m zipfile -e $(BUILD)/download/musicnn-$(MUSICNN_VERSION)-py3-none-any.whl $(ORIGINAL)
+	touch $@
+
+models: $(MODELS)/.converted
+$(MODELS)/.converted: $(ORIGINAL)/.unpacked $(wildcard models/*.py models/metadata/*.json) $(VENV)/.installed
+	$(PY) -m models.convert --original $(ORIGINAL)/musicnn --out $(MODELS)
+	touch $@
+
+run: models
+	rm -rf $(DEMO_OUT)
+	$(PY) -m demo --out $(DEMO)
+	$(PY) -m pipeline --input $(DEMO) --output $(DEMO_OUT)
+	$(PY) -m pipeline.report $(DEMO_OUT)
+
+test: models
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(BUILD) $(VENV)

@@ -1,0 +1,40 @@
+"""Inference-mode building blocks shared by the MusiCNN and VGG graphs.
+
+They reproduce tf.compat.v1.layers at inference (training=False) with the same TF ops, so that the
+converted models match the original graph to float32 rounding. Weights are a mapping from the
+original checkpoint's variable names to tensors.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import tensorflow as tf
+
+Weights = Mapping[str, tf.Tensor]
+
+# tf.compat.v1.layers.batch_normalization's default.
+BATCH_NORM_EPSILON = 1e-3
+
+
+def batch_norm(x: tf.Tensor, weights: Weights, name: str) -> tf.Tensor:
+    """Batch normalisation with the moving statistics, over the last axis of x (any rank)."""
+    scale = weights[f"{name}/gamma"] * tf.math.rsqrt(weights[f"{name}/moving_variance"] + BATCH_NORM_EPSILON)
+    offset = weights[f"{name}/beta"] - weights[f"{name}/moving_mean"] * scale
+    return x * scale + offset
+
+
+def conv2d(x: tf.Tensor, weights: Weights, name: str, padding: str, relu: bool = True) -> tf.Tensor:
+    """2-D convolution, stride 1, NHWC, with bias and (by default) ReLU, as tf.compat.v1.layers.conv2d."""
+    y = tf.nn.bias_add(tf.nn.conv2d(x, weights[f"{name}/kernel"], strides=1, padding=padding), weights[f"{name}/bias"])
+    return tf.nn.relu(y) if relu else y
+
+
+def dense(x: tf.Tensor, weights: Weights, name: str, relu: bool = False) -> tf.Tensor:
+    """(N, in) -> (N, out) fully connected layer."""
+    y = tf.nn.bias_add(tf.matmul(x, weights[f"{name}/kernel"]), weights[f"{name}/bias"])
+    return tf.nn.relu(y) if relu else y
+
+
+def pad_time(x: tf.Tensor, before: int, after: int) -> tf.Tensor:
+    """Zero-pad axis 1 (time) of an NHWC tensor."""
+    return tf.pad(x, [[0, 0], [before, after], [0, 0], [0, 0]])

@@ -1,0 +1,125 @@
+"""Command line: `python -m pipeline` / `musicnn-beam`.
+
+Our flags are parsed here; every other argument is a Beam pipeline option and passes through
+(--runner, --direct_num_workers, ...). With no runner named, the pipeline runs in-process on Beam's
+FnApiRunner over all cores: Beam's DirectRunner would first try to download the Prism runner.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import apache_beam as beam  # noqa: E402
+import fsspec  # noqa: E402
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions  # noqa: E402
+
+from models.registry import DEFAULT_MODEL, ModelNotFound, resolve_model  # noqa: E402
+from pipeline.graph import TagCatalogue, TagSettings, WriteOutputs  # noqa: E402
+from transforms.sinks import MODEL_FILE, TABLES, table_path, write_model_metadata  # noqa: E402
+from transforms.sources import expand_input  # noqa: E402
+
+PROG = "musicnn-beam"
+
+
+class UsageError(Exception):
+    """A bad argument: reported in one line, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Tag audio files with MusiCNN; write tags and embeddings as Parquet.",
+        epilog="Any other argument is passed to Beam as a pipeline option (--runner, --direct_num_workers, ...).")
+    parser.add_argument("--input", action="append", required=True, metavar="PATH",
+                        help="a file, a folder (searched recursively for audio files) or a glob; repeatable")
+    parser.add_argument("--output", required=True, metavar="DIR",
+                        help="folder for tracks/, patches/, errors/ (Parquet) and model.json")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"a model name or a SavedModel folder with model.json (default: {DEFAULT_MODEL})")
+    parser.add_argument("--patch-hop", type=int, default=None, metavar="FRAMES",
+                        help="frames between patch starts (default: the patch length, 187: no overlap)")
+    parser.add_argument("--batch-size", type=int, default=64, metavar="PATCHES",
+                        help="patches per model call (default: 64)")
+    parser.add_argument("--overwrite", action="store_true", help="replace results already in --output")
+    return parser
+
+
+def check_inputs(patterns: list[str]) -> None:
+    for pattern in patterns:
+        try:
+            found = next(expand_input(pattern), None)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read input {pattern!r}: {exc}") from exc
+        if found is None:
+            raise UsageError(f"no file matches {pattern!r}")
+
+
+def prepare_output(output: str, overwrite: bool) -> None:
+    """Make sure OUTPUT is writable and holds no earlier results (old shards would mix with new ones)."""
+    try:
+        fs, _, (root,) = fsspec.get_fs_token_paths(output)
+        existing = [t for t in [*TABLES, MODEL_FILE] if fs.exists(f"{root}/{t}")]
+        if existing and not overwrite:
+            raise UsageError(f"{output} already holds results ({', '.join(existing)}): "
+                             "choose a new folder or pass --overwrite")
+        for name in existing:
+            fs.rm(f"{root}/{name}", recursive=True)
+        fs.makedirs(root, exist_ok=True)
+        probe = f"{root}/.write-probe"
+        fs.pipe_file(probe, b"")
+        fs.rm(probe)
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the filesystem raises, the user gets one line
+        raise UsageError(f"output {output!r} is not writable: {exc}") from exc
+
+
+def pipeline_options(beam_args: list[str]) -> tuple[PipelineOptions, object]:
+    """Beam options from the pass-through arguments; with no runner named, the local in-process runner
+    on all cores."""
+    options = PipelineOptions(beam_args)
+    if options.view_as(StandardOptions).runner is not None:
+        return options, None
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    direct = options.view_as(DirectOptions)
+    if "--direct_num_workers" not in " ".join(beam_args):
+        direct.direct_num_workers = 0  # all cores
+    if "--direct_running_mode" not in " ".join(beam_args):
+        direct.direct_running_mode = "multi_threading"
+    return options, FnApiRunner()
+
+
+def run(argv: list[str] | None = None) -> str:
+    args, beam_args = build_parser().parse_known_args(argv)
+    try:
+        model = resolve_model(args.model)
+    except ModelNotFound as exc:
+        raise UsageError(str(exc)) from exc
+    patch_hop = args.patch_hop or model.patch_frames
+    if patch_hop < 1 or args.batch_size < 1:
+        raise UsageError("--patch-hop and --batch-size must be positive")
+    check_inputs(args.input)
+    prepare_output(args.output, args.overwrite)
+    write_model_metadata(args.output, model.metadata)
+
+    options, runner = pipeline_options(beam_args)
+    settings = TagSettings(model=model, patch_hop=patch_hop, batch_patches=args.batch_size)
+    with beam.Pipeline(runner=runner, options=options) as p:
+        tables = (p
+                  | "Inputs" >> beam.Create(args.input)
+                  | "Tag" >> TagCatalogue(settings))
+        _ = tables | "Write" >> WriteOutputs(args.output)
+    return args.output
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        output = run(argv)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{PROG}: wrote {', '.join(table_path(output, t) for t in TABLES)}")
+    return 0

@@ -1,0 +1,32 @@
+"""Shared fixtures: converted models must exist (`make test` builds them); audio is generated here."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from demo.encode import write_audio  # noqa: E402
+from demo.synth import synth_music  # noqa: E402
+from models.registry import known_models, models_dir  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def converted_models() -> Path:
+    missing = [m for m in known_models() if not (models_dir() / m / "model.json").is_file()]
+    assert not missing, f"models not converted in {models_dir()}: {missing}; run the tests with `make test`"
+    return models_dir()
+
+
+def make_audio(directory: Path, name: str, seed: int, seconds: float, rate: int, channels: int, codec: str) -> str:
+    path = directory / name
+    write_audio(path, synth_music(seed, seconds, rate, channels), rate, codec)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def wav16k(tmp_path_factory) -> str:
+    """20 s of music-like audio, 16 kHz mono 16-bit wav: the input on which we must equal the original."""
+    return make_audio(tmp_path_factory.mktemp("wav16k"), "music_16k.wav", 7, 20.0, 16000, 1, "wav16")

@@ -1,0 +1,249 @@
+"""transforms.audio must reproduce musicnn's input path: librosa.load(path, sr=16000)."""
+
+from __future__ import annotations
+
+import io
+import pickle
+from pathlib import Path
+
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from demo.bad import write_bad_inputs
+from demo.encode import write_audio
+from demo.synth import synth_music
+from transforms.audio import AUDIO_EXTENSIONS, TARGET_SAMPLE_RATE, AudioError, decode_audio
+
+EXT = {"mp3": "mp3", "flac": "flac", "wav16": "wav", "wav24": "wav", "wavf32": "wav", "ogg": "ogg", "opus": "opus", "m4a": "m4a"}
+
+# name -> (codec, sample_rate, channels, duration_s, seed)
+FILES = {
+    "mono16k": ("wav16", 16000, 1, 6.0, 1),
+    "stereo44k_wav": ("wav16", 44100, 2, 6.0, 2),
+    "stereo48k_flac": ("flac", 48000, 2, 6.0, 3),
+    "mono22k_wav24": ("wav24", 22050, 1, 6.0, 4),
+    "stereo32k_float": ("wavf32", 32000, 2, 6.0, 5),
+    "six44k_wav": ("wav16", 44100, 6, 4.0, 6),
+    "rate8000": ("wav16", 8000, 1, 3.3, 7),
+    "rate11025": ("wav16", 11025, 2, 3.3, 8),
+    "rate96000": ("wav16", 96000, 1, 3.3, 9),
+    "mp3": ("mp3", 44100, 2, 8.0, 10),
+    "ogg": ("ogg", 44100, 2, 8.0, 11),
+    "opus": ("opus", 48000, 2, 8.0, 12),
+    "m4a": ("m4a", 44100, 2, 8.0, 13),
+}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, tuple[Path, np.ndarray]]:
+    """name -> (path, source PCM (channels, n) float32)."""
+    root = tmp_path_factory.mktemp("audio")
+    out = {}
+    for name, (codec, rate, channels, duration, seed) in FILES.items():
+        pcm = synth_music(seed, duration, rate, channels)
+        path = root / f"{name}.{EXT[codec]}"
+        write_audio(path, pcm, rate, codec)
+        out[name] = (path, pcm)
+    return out
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory) -> dict[str, str]:
+    return write_bad_inputs(tmp_path_factory.mktemp("bad"))
+
+
+def _librosa(path: Path) -> np.ndarray:
+    return librosa.load(str(path), sr=TARGET_SAMPLE_RATE)[0]
+
+
+def test_16k_mono_wav_is_librosa_exactly(files):
+    path, _ = files["mono16k"]
+    ours = decode_audio(path)
+    ref = _librosa(path)
+    assert ours.samples.dtype == np.float32 and ours.samples.shape == ref.shape
+    assert np.max(np.abs(ours.samples - ref)) < 1e-7
+    assert (ours.source_sample_rate, ours.channels) == (16000, 1)
+
+
+@pytest.mark.parametrize("name", ["stereo44k_wav", "stereo48k_flac", "mono22k_wav24", "stereo32k_float", "six44k_wav"])
+def test_resampled_matches_librosa(files, name):
+    path, pcm = files[name]
+    ours = decode_audio(path)
+    ref = _librosa(path)
+    assert ours.samples.shape == ref.shape
+    assert np.max(np.abs(ours.samples - ref)) < 1e-5
+    _, rate, channels, duration, _ = FILES[name]
+    assert (ours.source_sample_rate, ours.channels) == (rate, channels)
+    assert ours.duration_s == pytest.approx(pcm.shape[1] / rate)
+
+
+def test_downmix_is_channel_mean_not_ffmpeg_downmix(tmp_path):
+    x = synth_music(20, 2.0, 16000, 1)[0] * 0.8
+    path = tmp_path / "lr.wav"
+    write_audio(path, np.stack([x, 0.25 * x]), 16000, "wav16")
+    stereo, _ = sf.read(str(path), dtype="float32", always_2d=True)  # (n, 2), the quantised source
+    ours = decode_audio(path).samples
+    np.testing.assert_array_equal(ours, stereo.T.mean(axis=0))
+    # FFmpeg's mono downmix would give 0.707 * (L + R): clearly different.
+    assert np.max(np.abs(ours - 0.7071 * stereo.sum(axis=1))) > 0.1
+
+
+def _aligned_correlation(reference: np.ndarray, decoded: np.ndarray, max_lag: int = 4096) -> tuple[float, int]:
+    """Best normalised correlation over lags within +-max_lag, and that lag (decoded relative to reference)."""
+    n = len(reference) + len(decoded)
+    spectrum = np.fft.rfft(decoded, 2 * n) * np.conj(np.fft.rfft(reference, 2 * n))
+    xcorr = np.fft.irfft(spectrum, 2 * n)
+    lags = np.r_[np.arange(0, max_lag + 1), np.arange(-max_lag, 0)]
+    values = xcorr[lags]
+    best = int(np.argmax(values))
+    lag = int(lags[best])
+    a = reference[max(0, -lag):]
+    b = decoded[max(0, lag):]
+    m = min(len(a), len(b))
+    return float(np.corrcoef(a[:m], b[:m])[0, 1]), lag
+
+
+@pytest.mark.parametrize("name", ["mp3", "ogg", "opus", "m4a"])
+def test_lossy_formats_decode_aligned(files, name):
+    path, pcm = files[name]
+    _, rate, channels, duration, _ = FILES[name]
+    ours = decode_audio(path)
+    assert (ours.source_sample_rate, ours.channels) == (rate, channels)
+    assert abs(ours.duration_s - duration) < 0.1
+    reference = soxr.resample(pcm.mean(axis=0), rate, TARGET_SAMPLE_RATE, quality="HQ")
+    correlation, lag = _aligned_correlation(reference, ours.samples)
+    assert correlation > 0.95
+    if name in ("mp3", "opus", "m4a"):
+        # FFmpeg drops encoder delay (LAME tag, Opus pre-skip, mp4 edit list): no offset at all.
+        assert abs(lag) <= 1
+
+
+def test_m4a_tail_padding_is_cut(files):
+    path, pcm = files["m4a"]
+    ours = decode_audio(path)
+    assert ours.duration_s == pcm.shape[1] / 44100  # not rounded up to a whole 1024-sample AAC frame
+    assert ours.samples.shape[0] == int(np.ceil(pcm.shape[1] * 16000 / 44100))
+
+
+@pytest.mark.parametrize("name", ["rate8000", "rate11025", "rate96000"])
+def test_odd_rates(files, name):
+    path, pcm = files[name]
+    ours = decode_audio(path)
+    ref = _librosa(path)
+    assert ours.samples.shape == ref.shape
+    assert ours.samples.shape[0] == int(np.ceil(pcm.shape[1] * 16000 / FILES[name][1]))
+    assert np.max(np.abs(ours.samples - ref)) < 1e-5
+
+
+@pytest.mark.parametrize(
+    "name, kind",
+    [("empty.mp3", "EmptyFile"), ("truncated.flac", "Truncated"), ("not_audio.mp3", "NotAudio"), ("random.ogg", "NotAudio")],
+)
+def test_bad_inputs_raise(bad_inputs, name, kind):
+    with pytest.raises(AudioError) as caught:
+        decode_audio(bad_inputs[name])
+    assert caught.value.kind == kind
+    if kind == "Truncated":
+        assert "20.000" in caught.value.message  # both durations are reported
+    again = pickle.loads(pickle.dumps(caught.value))  # errors cross Beam process boundaries
+    assert (again.kind, again.message) == (caught.value.kind, caught.value.message)
+
+
+def test_silent_and_short_decode(bad_inputs):
+    silent = decode_audio(bad_inputs["silent.wav"])
+    assert silent.samples.shape == (160000,) and not np.any(silent.samples)
+    short = decode_audio(bad_inputs["short_2s.wav"])
+    assert short.samples.shape == (32000,) and short.duration_s == 2.0
+
+
+def test_no_audio_stream_and_image(tmp_path):
+    import av
+
+    path = tmp_path / "video_only.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for _ in range(5):
+            frame = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), dtype=np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    with pytest.raises(AudioError) as caught:
+        decode_audio(path)
+    assert caught.value.kind == "NoAudioStream"
+
+
+def test_truncated_mp3_and_complete_files_not_flagged(files, tmp_path):
+    data = files["mp3"][0].read_bytes()
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(data[: len(data) // 3])  # the LAME/Xing header still declares 8 s
+    with pytest.raises(AudioError) as caught:
+        decode_audio(cut)
+    assert caught.value.kind == "Truncated"
+    for name in ("mp3", "ogg", "opus", "m4a", "stereo48k_flac", "stereo44k_wav"):
+        decode_audio(files[name][0])  # encoder delay / padding must not look like truncation
+
+
+@pytest.mark.parametrize("name", ["stereo48k_flac", "m4a"])
+def test_file_object_equals_path(files, name):
+    path, _ = files[name]
+    from_path = decode_audio(path)
+    with open(path, "rb") as f:
+        from_file = decode_audio(f)
+    from_bytes = decode_audio(io.BytesIO(path.read_bytes()))
+    np.testing.assert_array_equal(from_file.samples, from_path.samples)
+    np.testing.assert_array_equal(from_bytes.samples, from_path.samples)
+    assert from_file.duration_s == from_path.duration_s
+
+
+def test_empty_file_object():
+    with pytest.raises(AudioError) as caught:
+        decode_audio(io.BytesIO(b""))
+    assert caught.value.kind == "EmptyFile"
+
+
+def test_streaming_resampler_equals_one_shot():
+    """The streaming soxr path must equal librosa's one-shot soxr.resample (checked at 30 s)."""
+    from transforms.audio import _MonoResampler
+
+    rng = np.random.default_rng(0)
+    for rate in (44100, 48000):
+        x = (0.3 * rng.standard_normal(30 * rate)).astype(np.float32)
+        streamed = _MonoResampler(rate, 16000, expected_s=None)
+        for start in range(0, x.shape[0], 1152):
+            streamed.push(x[start : start + 1152])
+        one_shot = soxr.resample(x, rate, 16000, quality="HQ")
+        np.testing.assert_allclose(streamed.finish(x.shape[0]), one_shot, atol=1e-6, rtol=0)
+
+
+def test_extensions():
+    assert {".mp3", ".flac", ".wav", ".ogg", ".opus", ".m4a", ".aiff", ".wma", ".webm"} <= AUDIO_EXTENSIONS
+    assert all(ext == ext.lower() and ext.startswith(".") for ext in AUDIO_EXTENSIONS)
+
+
+def test_vbr_mp3_without_xing_header_is_not_truncated(tmp_path):
+    """Without a Xing/Info header FFmpeg guesses mp3 duration from the bitrate: that is no declaration."""
+    from fractions import Fraction
+
+    import av
+
+    quiet_then_loud = np.concatenate([synth_music(2, 8, 44100, 2) * 0.03, synth_music(5, 8, 44100, 2)], axis=1)
+    path = tmp_path / "vbr_no_xing.mp3"
+    with av.open(str(path), "w", format="mp3", container_options={"write_xing": "0"}) as container:
+        stream = container.add_stream("libmp3lame", rate=44100)
+        stream.layout = "stereo"
+        stream.codec_context.flags |= av.codec.context.Flags.qscale
+        stream.codec_context.global_quality = 6 * 118  # VBR -V 6: the bitrate follows the music
+        for start in range(0, quiet_then_loud.shape[1], 4096):
+            block = np.ascontiguousarray(quiet_then_loud[:, start : start + 4096])
+            frame = av.AudioFrame.from_ndarray(block, format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts, frame.time_base = 44100, start, Fraction(1, 44100)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    assert abs(decode_audio(path).duration_s - 16.0) < 0.1

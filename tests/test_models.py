@@ -1,0 +1,93 @@
+"""The converted models against musicnn 0.1.0's own graph and checkpoint, restored from the wheel."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from demo.encode import write_audio
+from demo.synth import synth_music
+from models.registry import known_models, resolve_model
+from tests.reference import librosa_load, librosa_log_mel, original_model, original_patches, original_tags
+from transforms.audio import decode_audio
+from transforms.features import mel_power
+from transforms.inference import LoadedModel, predict_tracks
+from transforms.records import TrackFeatures
+
+
+@pytest.fixture(scope="module")
+def reference_patches(wav16k) -> np.ndarray:
+    return original_patches(librosa_log_mel(librosa_load(wav16k)))
+
+
+@pytest.mark.parametrize("name", known_models())
+def test_converted_model_equals_original_graph(name, reference_patches):
+    spec = resolve_model(name)
+    ours_a, ours_e = LoadedModel(spec.path)(reference_patches)
+    theirs_a, theirs_e = original_model(name)(reference_patches)
+    assert ours_a.shape == (len(reference_patches), len(spec.classes))
+    assert ours_e.shape == theirs_e.shape == (len(reference_patches), spec.metadata["outputs"][1]["shape"][1])
+    np.testing.assert_allclose(ours_a, theirs_a, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(ours_e, theirs_e, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", known_models())
+def test_metadata_describes_the_model(name):
+    spec = resolve_model(name)
+    assert json.loads(Path(spec.path, "model.json").read_text()) == spec.metadata
+    assert spec.name == name and len(spec.classes) == len(set(spec.classes)) == 50
+    assert spec.patch_frames == 187 and spec.metadata["sample_rate"] == 16000
+    assert [o["name"] for o in spec.metadata["outputs"]] == ["activations", "embedding"]
+
+
+def _our_tags(path: str, name: str = "msd-musicnn") -> tuple[np.ndarray, np.ndarray]:
+    decoded = decode_audio(path)
+    track = TrackFeatures(path, mel_power(decoded.samples), decoded.source_sample_rate, decoded.channels,
+                          decoded.duration_s)
+    spec = resolve_model(name)
+    (prediction,) = predict_tracks([track], LoadedModel(spec.path), spec.patch_frames, spec.patch_frames, 64)
+    return prediction.activations, prediction.embeddings
+
+
+@pytest.mark.parametrize("name", ["msd-musicnn", "mtt-musicnn"])
+def test_whole_path_on_16k_wav_matches_original(wav16k, name):
+    ours_a, ours_e = _our_tags(wav16k, name)
+    theirs_a, theirs_e = original_tags(wav16k, name)
+    assert ours_a.shape == theirs_a.shape
+    print(f"{name} 16 kHz wav: max |activation diff| {np.abs(ours_a - theirs_a).max():.2e}")
+    assert np.abs(ours_a - theirs_a).max() < 1e-3
+    assert np.abs(ours_e - theirs_e).max() < 1e-2
+
+
+@pytest.mark.parametrize("codec,rate,channels", [("flac", 44100, 2), ("mp3", 44100, 2), ("wav24", 22050, 1)])
+def test_other_inputs_within_tolerance(tmp_path, codec, rate, channels):
+    path = str(tmp_path / f"music.{codec[:3]}")
+    write_audio(path, synth_music(11, 24.0, rate, channels), rate, codec)
+    ours, _ = _our_tags(path)
+    theirs, _ = original_tags(path)
+    n = min(len(ours), len(theirs))
+    diff = np.abs(ours[:n] - theirs[:n])
+    print(f"{codec} {rate} Hz x{channels}: max {diff.max():.2e}, mean {diff.mean():.2e}")
+    assert abs(len(ours) - len(theirs)) <= 1
+    assert diff.max() < 0.1 and diff.mean() < 0.01
+    top3 = lambda a: set(np.argsort(-a.mean(axis=0))[:3])  # noqa: E731
+    assert top3(ours[:n]) == top3(theirs[:n])
+
+
+def test_batching_across_tracks_does_not_change_results(wav16k, tmp_path):
+    spec = resolve_model("msd-musicnn")
+    model = LoadedModel(spec.path)
+    other = str(tmp_path / "other.wav")
+    write_audio(other, synth_music(3, 9.0, 16000, 1), 16000, "wav16")
+    tracks = []
+    for path in (wav16k, other):
+        d = decode_audio(path)
+        tracks.append(TrackFeatures(path, mel_power(d.samples), 16000, 1, d.duration_s))
+    together = predict_tracks(tracks, model, 187, 187, chunk=5)
+    alone = [predict_tracks([t], model, 187, 187, chunk=64)[0] for t in tracks]
+    for a, b in zip(together, alone):
+        assert a.track.uri == b.track.uri
+        np.testing.assert_allclose(a.activations, b.activations, atol=1e-6)
+        np.testing.assert_allclose(a.embeddings, b.embeddings, atol=1e-5)
