@@ -11,7 +11,6 @@ DEMO_OUT := $(BUILD)/demo-output
 
 export MUSICNN_BEAM_MODELS := $(abspath $(MODELS))
 export MUSICNN_ORIGINAL := $(abspath $(ORIGINAL))
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: all venv models run test bench clean
 

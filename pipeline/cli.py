@@ -7,21 +7,24 @@ FnApiRunner over all cores: Beam's DirectRunner would first try to download the 
 from __future__ import annotations
 
 import argparse
-import os
+import logging
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import apache_beam as beam
+from fsspec.core import url_to_fs
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-import apache_beam as beam  # noqa: E402
-import fsspec  # noqa: E402
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions  # noqa: E402
-
-from models.registry import DEFAULT_MODEL, ModelNotFound, resolve_model  # noqa: E402
-from pipeline.graph import TagCatalogue, TagSettings, WriteOutputs  # noqa: E402
-from transforms.sinks import MODEL_FILE, TABLES, table_path, write_model_metadata  # noqa: E402
-from transforms.sources import expand_input  # noqa: E402
+from models.registry import DEFAULT_MODEL, ModelNotFound, resolve_model
+from transforms.sinks import MODEL_FILE, TABLES, table_path, write_model_metadata
+from transforms.sources import expand_input
 
 PROG = "musicnn-beam"
+
+
+def _quiet_beam_resource_warning(record: logging.LogRecord) -> bool:
+    # Beam 2.77's RunInference imports `resource` in the same try block as a torch-only module, so
+    # without torch it warns on every batch that memory usage cannot be fetched. Nothing is wrong.
+    return "Resource module is not available" not in record.getMessage()
 
 
 class UsageError(Exception):
@@ -59,7 +62,7 @@ def check_inputs(patterns: list[str]) -> None:
 def prepare_output(output: str, overwrite: bool) -> None:
     """Make sure OUTPUT is writable and holds no earlier results (old shards would mix with new ones)."""
     try:
-        fs, _, (root,) = fsspec.get_fs_token_paths(output)
+        fs, root = url_to_fs(output)
         existing = [t for t in [*TABLES, MODEL_FILE] if fs.exists(f"{root}/{t}")]
         if existing and not overwrite:
             raise UsageError(f"{output} already holds results ({', '.join(existing)}): "
@@ -105,6 +108,9 @@ def run(argv: list[str] | None = None) -> str:
     prepare_output(args.output, args.overwrite)
     write_model_metadata(args.output, model.metadata)
 
+    # TensorFlow comes in only now: its start-up chatter on stderr would bury a one-line usage error.
+    from pipeline.graph import TagCatalogue, TagSettings, WriteOutputs
+
     options, runner = pipeline_options(beam_args)
     settings = TagSettings(model=model, patch_hop=patch_hop, batch_patches=args.batch_size)
     with beam.Pipeline(runner=runner, options=options) as p:
@@ -116,6 +122,7 @@ def run(argv: list[str] | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.getLogger().addFilter(_quiet_beam_resource_warning)
     try:
         output = run(argv)
     except UsageError as exc:

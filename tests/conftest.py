@@ -1,16 +1,13 @@
 """Shared fixtures: converted models must exist (`make test` builds them); audio is generated here."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from demo.encode import write_audio  # noqa: E402
-from demo.synth import synth_music  # noqa: E402
-from models.registry import known_models, models_dir  # noqa: E402
+from demo.encode import write_audio
+from demo.synth import synth_music
+from models.registry import known_models, models_dir
 
 
 @pytest.fixture(scope="session", autouse=True)

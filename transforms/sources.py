@@ -4,7 +4,7 @@ from __future__ import annotations
 import posixpath
 from typing import Iterator
 
-import fsspec
+from fsspec.core import url_to_fs
 
 from transforms.audio import AUDIO_EXTENSIONS
 
@@ -21,7 +21,7 @@ def expand_input(pattern: str) -> Iterator[str]:
     Files and globs are taken as given (a non-audio file named explicitly gets an error row); a
     folder is walked recursively and only files with an audio extension are taken.
     """
-    fs, _, (root,) = fsspec.get_fs_token_paths(pattern)
+    fs, root = url_to_fs(pattern)
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
 
     def uri(path: str) -> str:

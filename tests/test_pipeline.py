@@ -1,0 +1,132 @@
+"""The whole pipeline on Beam's in-process runner: outputs, the errors table, the CLI's contract."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.dataset as ds
+import pytest
+
+from demo.bad import write_bad_inputs
+from models.registry import resolve_model
+from pipeline.cli import main
+from tests.conftest import make_audio
+from tests.reference import original_tags
+from transforms import sinks
+from transforms.features import n_frames, patch_starts
+
+EXPECTED_ERRORS = {  # bad input -> (stage, error)
+    "empty.mp3": ("decode", "EmptyFile"),
+    "truncated.flac": ("decode", "Truncated"),
+    "not_audio.mp3": ("decode", "NotAudio"),
+    "random.ogg": ("decode", "NotAudio"),
+    "silent.wav": ("features", "Silent"),
+}
+
+
+def read(output: Path, table: str):
+    return ds.dataset(str(output / table), format="parquet").to_table()
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory, wav16k) -> Path:
+    root = tmp_path_factory.mktemp("catalogue")
+    (root / "nested" / "deeper").mkdir(parents=True)
+    (root / "reference_16k.wav").write_bytes(Path(wav16k).read_bytes())
+    make_audio(root / "nested", "stereo_44k.flac", 5, 13.0, 44100, 2, "flac")
+    make_audio(root / "nested" / "deeper", "stereo_48k.mp3", 9, 7.0, 48000, 2, "mp3")
+    write_bad_inputs(root / "bad")
+    (root / "notes.txt").write_text("not audio, and not named as audio: a folder scan skips it")
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_output(catalogue, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("out") / "tags"
+    assert main(["--input", str(catalogue), "--output", str(output)]) == 0
+    return output
+
+
+def test_every_input_appears_exactly_once(catalogue, run_output):
+    audio = sorted(str(p) for p in catalogue.rglob("*") if p.is_file() and p.suffix != ".txt")
+    tracks = read(run_output, "tracks").column("uri").to_pylist()
+    errors = read(run_output, "errors").column("uri").to_pylist()
+    assert sorted(tracks + errors) == audio
+    assert len(set(tracks + errors)) == len(audio)
+
+
+def test_bad_inputs_become_error_rows(run_output):
+    rows = {Path(r["uri"]).name: r for r in read(run_output, "errors").to_pylist()}
+    assert set(rows) == set(EXPECTED_ERRORS)
+    for name, (stage, error) in EXPECTED_ERRORS.items():
+        assert (rows[name]["stage"], rows[name]["error"]) == (stage, error), rows[name]
+        assert rows[name]["message"]
+
+
+def test_schemas_are_the_public_contract(run_output):
+    for table, schema in sinks.TABLES.items():
+        assert read(run_output, table).schema.remove_metadata() == schema, table
+    assert json.loads((run_output / "model.json").read_text()) == resolve_model("msd-musicnn").metadata
+
+
+def test_tags_equal_the_original_model(run_output, wav16k):
+    row = next(r for r in read(run_output, "tracks").to_pylist() if r["uri"].endswith("reference_16k.wav"))
+    theirs, _ = original_tags(wav16k)
+    assert row["n_patches"] == len(theirs) and not row["padded"]
+    assert np.abs(np.array(row["activations"]) - theirs.mean(axis=0)).max() < 1e-3
+    classes = resolve_model("msd-musicnn").classes
+    assert row["top_tags"] == [classes[i] for i in np.argsort(-theirs.mean(axis=0))[:5]]
+    assert row["model"] == "msd-musicnn" and row["sample_rate"] == 16000 and row["channels"] == 1
+    assert row["duration_s"] == pytest.approx(20.0, abs=0.01)
+    assert len(row["embedding"]) == 200
+
+    patches = sorted((r for r in read(run_output, "patches").to_pylist() if r["uri"] == row["uri"]),
+                     key=lambda r: r["patch"])
+    assert [p["patch"] for p in patches] == list(range(len(theirs)))
+    assert [p["start_s"] for p in patches] == pytest.approx([i * 187 * 256 / 16000 for i in range(len(theirs))])
+    assert np.abs(np.array([p["activations"] for p in patches]) - theirs).max() < 1e-3
+
+
+def test_source_properties_and_short_clip(run_output):
+    rows = {Path(r["uri"]).name: r for r in read(run_output, "tracks").to_pylist()}
+    assert (rows["stereo_44k.flac"]["sample_rate"], rows["stereo_44k.flac"]["channels"]) == (44100, 2)
+    assert (rows["stereo_48k.mp3"]["sample_rate"], rows["stereo_48k.mp3"]["channels"]) == (48000, 2)
+    short = rows["short_2s.wav"]
+    assert short["padded"] and short["n_patches"] == 1 and short["duration_s"] == pytest.approx(2.0, abs=0.01)
+
+
+def test_patch_hop_glob_and_other_model(catalogue, tmp_path):
+    output = tmp_path / "hop"
+    args = ["--input", str(catalogue / "nested" / "**" / "*.flac"), "--input", str(catalogue / "reference_16k.wav"),
+            "--output", str(output), "--patch-hop", "93", "--model", "mtt-vgg", "--direct_num_workers=1"]
+    assert main(args) == 0
+    rows = {Path(r["uri"]).name: r for r in read(output, "tracks").to_pylist()}
+    assert set(rows) == {"stereo_44k.flac", "reference_16k.wav"}
+    assert rows["reference_16k.wav"]["n_patches"] == len(patch_starts(n_frames(20 * 16000), 187, 93))
+    assert rows["reference_16k.wav"]["model"] == "mtt-vgg" and len(rows["reference_16k.wav"]["embedding"]) == 256
+    assert read(output, "errors").num_rows == 0
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("case,message", [
+    ("no_match", "no file matches"),
+    ("unknown_model", "unknown model"),
+    ("unwritable", "not writable"),
+    ("existing", "already holds results"),
+])
+def test_bad_arguments_get_one_line_and_nonzero_exit(case, message, tmp_path, wav16k, run_output):
+    output = str(tmp_path / "out")
+    args = {"no_match": ["--input", str(tmp_path / "nothing*.mp3"), "--output", output],
+            "unknown_model": ["--input", wav16k, "--output", output, "--model", "no-such-model"],
+            "unwritable": ["--input", wav16k, "--output", str(Path(wav16k) / "out")],
+            "existing": ["--input", wav16k, "--output", str(run_output)]}[case]
+    result = _cli(*args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
