@@ -2,8 +2,9 @@
 
     python -m models.convert --original build/musicnn-0.1.0/musicnn --out build/models
 
-The SavedModel's serving signature takes `log_mel_patches` (N, patch_frames, n_mels) float32 and
-returns `activations` (N, classes) and `embedding` (N, dim). Weights are read from the checkpoint by
+Each serving signature (serving_default: float32; serving_bfloat16, serving_float16: reduced-precision
+fast paths) takes `log_mel_patches` (N, patch_frames, n_mels) float32 and returns `activations`
+(N, classes) and `embedding` (N, dim). Weights are read from the checkpoint by
 the original variable names; every one of them must be used, so a mismatch fails the conversion.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from models import musicnn, vgg
-from models.registry import METADATA_DIR, METADATA_FILE, known_models
+from models.registry import METADATA_DIR, METADATA_FILE, PRECISIONS, known_models, signature_name
 
 ARCHITECTURES: dict[str, Callable] = {"musicnn": musicnn.forward, "vgg": vgg.forward}
 
@@ -40,7 +41,7 @@ def read_checkpoint(prefix: str) -> dict[str, np.ndarray]:
 
 
 class TaggerModule(tf.Module):
-    """The original weights as variables and the architecture's forward pass as the serving function."""
+    """The original weights as variables and the architecture's forward pass as serving functions."""
 
     def __init__(self, weights: dict[str, np.ndarray], metadata: dict):
         super().__init__(name=metadata["name"].replace("-", "_"))
@@ -49,13 +50,17 @@ class TaggerModule(tf.Module):
         self._forward = forward_fn(metadata)
         spec = tf.TensorSpec([None, metadata["patch_frames"], metadata["features"]["n_mels"]], tf.float32,
                              name="log_mel_patches")
-        self.serve = tf.function(self._serve, input_signature=[spec])
+        self.serving_functions = {
+            signature_name(p): tf.function(functools.partial(self._serve, compute_dtype=tf.as_dtype(p)),
+                                           input_signature=[spec])
+            for p in PRECISIONS}
 
-    def _weights(self) -> dict[str, tf.Tensor]:
-        return dict(zip(self._names, self.variables_list))
+    def _weights(self, compute_dtype: tf.DType) -> dict[str, tf.Tensor]:
+        return {n: tf.cast(v, compute_dtype) if n.endswith("/kernel") else v
+                for n, v in zip(self._names, self.variables_list)}
 
-    def _serve(self, log_mel_patches: tf.Tensor) -> dict[str, tf.Tensor]:
-        logits, embedding = self._forward(log_mel_patches, self._weights())
+    def _serve(self, log_mel_patches: tf.Tensor, compute_dtype: tf.DType) -> dict[str, tf.Tensor]:
+        logits, embedding = self._forward(log_mel_patches, self._weights(compute_dtype))
         return {"activations": tf.sigmoid(logits), "embedding": embedding}
 
 
@@ -90,7 +95,7 @@ def convert(name: str, original_dir: Path, out_dir: Path) -> Path:
     target = out_dir / name
     if target.exists():
         shutil.rmtree(target)
-    tf.saved_model.save(module, str(target), signatures={"serving_default": module.serve})
+    tf.saved_model.save(module, str(target), signatures=module.serving_functions)
     (target / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
     return target
 

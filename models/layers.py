@@ -24,14 +24,22 @@ def batch_norm(x: tf.Tensor, weights: Weights, name: str) -> tf.Tensor:
 
 
 def conv2d(x: tf.Tensor, weights: Weights, name: str, padding: str, relu: bool = True) -> tf.Tensor:
-    """2-D convolution, stride 1, NHWC, with bias and (by default) ReLU, as tf.compat.v1.layers.conv2d."""
-    y = tf.nn.bias_add(tf.nn.conv2d(x, weights[f"{name}/kernel"], strides=1, padding=padding), weights[f"{name}/bias"])
+    """2-D convolution, stride 1, NHWC, with bias and (by default) ReLU, as tf.compat.v1.layers.conv2d.
+
+    The convolution runs in the kernel's dtype (reduced precision when the caller cast the kernels);
+    its output comes back as float32 for the bias, ReLU and batch norm.
+    """
+    kernel = weights[f"{name}/kernel"]
+    y = tf.cast(tf.nn.conv2d(tf.cast(x, kernel.dtype), kernel, strides=1, padding=padding), tf.float32)
+    y = tf.nn.bias_add(y, weights[f"{name}/bias"])
     return tf.nn.relu(y) if relu else y
 
 
 def dense(x: tf.Tensor, weights: Weights, name: str, relu: bool = False) -> tf.Tensor:
-    """(N, in) -> (N, out) fully connected layer."""
-    y = tf.nn.bias_add(tf.matmul(x, weights[f"{name}/kernel"]), weights[f"{name}/bias"])
+    """(N, in) -> (N, out) fully connected layer; the matmul runs in the kernel's dtype, like conv2d."""
+    kernel = weights[f"{name}/kernel"]
+    y = tf.cast(tf.matmul(tf.cast(x, kernel.dtype), kernel), tf.float32)
+    y = tf.nn.bias_add(y, weights[f"{name}/bias"])
     return tf.nn.relu(y) if relu else y
 
 

@@ -1,20 +1,37 @@
 """Where models live and what they are: a model is a SavedModel folder with its metadata (model.json).
 
-`--model` takes a name (looked up under MUSICNN_BEAM_MODELS, where `make models` converts them) or the
-path of a SavedModel folder. Nothing downstream knows which model it runs: it asks the metadata.
+`--model` takes a name (its metadata ships with the package; its SavedModel is looked up under
+$MUSICNN_BEAM_MODELS, where `make models` converts them) or the URI of a SavedModel folder holding
+model.json: local, gs://, s3:// or any fsspec URI. A worker copies a remote model to local disk once
+(per machine) and loads it from there. Nothing downstream knows which model it runs: it asks the
+metadata.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import fsspec
+from fsspec.core import url_to_fs
 
 METADATA_DIR = Path(__file__).parent / "metadata"
 METADATA_FILE = "model.json"
 DEFAULT_MODEL = "msd-musicnn"
 MODELS_ENV = "MUSICNN_BEAM_MODELS"
+CACHE_ENV = "MUSICNN_BEAM_CACHE"
+# Each SavedModel has a serving signature per precision: float32 gives the original's numbers; in
+# the others the convolutions and matmuls run in that dtype (bfloat16: CPUs with AVX512-BF16/AMX;
+# float16: GPUs).
+PRECISIONS = ("float32", "bfloat16", "float16")
+
+
+def signature_name(precision: str) -> str:
+    return "serving_default" if precision == "float32" else f"serving_{precision}"
 
 
 class ModelNotFound(ValueError):
@@ -23,9 +40,9 @@ class ModelNotFound(ValueError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model ready to load: its SavedModel folder and its metadata."""
+    """A model as the user named it (`source`: a name or a SavedModel URI) and its metadata."""
 
-    path: str
+    source: str
     metadata: dict[str, Any]
 
     @property
@@ -41,8 +58,25 @@ class ModelSpec:
         return self.metadata["patch_frames"]
 
     @property
-    def n_mels(self) -> int:
-        return self.metadata["features"]["n_mels"]
+    def path(self) -> str:
+        return self.local_path()
+
+    @property
+    def is_named(self) -> bool:
+        return self.source in known_models()
+
+    def local_path(self) -> str:
+        """The SavedModel folder on this machine: a named model under $MUSICNN_BEAM_MODELS (read
+        where this runs, e.g. on a worker), a local folder as is, a remote one copied here once."""
+        if self.is_named:
+            folder = models_dir() / self.source
+            if not (folder / METADATA_FILE).is_file():
+                raise ModelNotFound(f"model {self.source!r} is not converted in {models_dir()}: run `make models`")
+            return str(folder)
+        fs, path = url_to_fs(self.source)
+        if _is_local(fs):
+            return path
+        return _copy_once(fs, path, self.source)
 
 
 def known_models() -> list[str]:
@@ -54,15 +88,39 @@ def models_dir() -> Path:
     return Path(os.environ.get(MODELS_ENV, default))
 
 
-def resolve_model(name_or_path: str) -> ModelSpec:
-    """A model name (see known_models()) or a SavedModel folder holding model.json -> ModelSpec."""
-    folder = Path(name_or_path)
-    if not (folder / METADATA_FILE).is_file():
-        if name_or_path not in known_models():
-            raise ModelNotFound(
-                f"unknown model {name_or_path!r}: use one of {', '.join(known_models())} or a SavedModel folder with {METADATA_FILE}")
-        folder = models_dir() / name_or_path
-        if not (folder / METADATA_FILE).is_file():
-            raise ModelNotFound(f"model {name_or_path!r} is not converted in {models_dir()}: run `make models`")
-    metadata = json.loads((folder / METADATA_FILE).read_text())
-    return ModelSpec(path=str(folder.resolve()), metadata=metadata)
+def _is_local(fs) -> bool:
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
+    return "file" in protocols or "local" in protocols
+
+
+def _copy_once(fs, path: str, uri: str) -> str:
+    """Copy a remote SavedModel folder to the local cache, atomically, unless already there."""
+    cache = Path(os.environ.get(CACHE_ENV, Path(tempfile.gettempdir()) / "musicnn-beam-models"))
+    target = cache / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    if (target / METADATA_FILE).is_file():
+        return str(target)
+    cache.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=cache, prefix=".incoming-"))
+    fs.get(path.rstrip("/") + "/", str(staging), recursive=True)
+    try:
+        os.rename(staging, target)
+    except OSError:  # another process of this machine finished first
+        if not (target / METADATA_FILE).is_file():
+            raise
+    return str(target)
+
+
+def resolve_model(name_or_uri: str) -> ModelSpec:
+    """A model name (see known_models()) or the URI of a SavedModel folder holding model.json."""
+    if name_or_uri in known_models():
+        metadata = json.loads((METADATA_DIR / f"{name_or_uri}.json").read_text())
+        return ModelSpec(source=name_or_uri, metadata=metadata)
+    uri = name_or_uri.rstrip("/")
+    try:
+        with fsspec.open(f"{uri}/{METADATA_FILE}", "r") as f:
+            metadata = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ModelNotFound(f"unknown model {name_or_uri!r}: use one of {', '.join(known_models())} "
+                            f"or a SavedModel folder with {METADATA_FILE} ({type(exc).__name__})") from exc
+    fs, path = url_to_fs(uri)
+    return ModelSpec(source=os.path.abspath(path) if _is_local(fs) else uri, metadata=metadata)

@@ -11,14 +11,20 @@ import logging
 import sys
 
 import apache_beam as beam
-from fsspec.core import url_to_fs
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from fsspec.core import url_to_fs
 
-from models.registry import DEFAULT_MODEL, ModelNotFound, resolve_model
+from models.registry import DEFAULT_MODEL, PRECISIONS, ModelNotFound, resolve_model
+from pipeline.config import ConfigError, expand_config
 from transforms.sinks import MODEL_FILE, TABLES, table_path, write_model_metadata
-from transforms.sources import expand_input
+from transforms.sources import ManifestError, expand_input, read_manifest
 
 PROG = "musicnn-beam"
+LOCAL_RUNNERS = {None, "DirectRunner", "FnApiRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner"}
+
+
+class UsageError(Exception):
+    """A bad argument: reported in one line, exit status 2."""
 
 
 def _quiet_beam_resource_warning(record: logging.LogRecord) -> bool:
@@ -27,29 +33,38 @@ def _quiet_beam_resource_warning(record: logging.LogRecord) -> bool:
     return "Resource module is not available" not in record.getMessage()
 
 
-class UsageError(Exception):
-    """A bad argument: reported in one line, exit status 2."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Tag audio files with MusiCNN; write tags and embeddings as Parquet.",
         epilog="Any other argument is passed to Beam as a pipeline option (--runner, --direct_num_workers, ...).")
-    parser.add_argument("--input", action="append", required=True, metavar="PATH",
-                        help="a file, a folder (searched recursively for audio files) or a glob; repeatable")
+    parser.add_argument("--input", action="append", default=[], metavar="PATH",
+                        help="a file, a folder (searched recursively for audio files) or a glob, local or "
+                             "any fsspec URI (gs://, s3://); repeatable")
+    parser.add_argument("--manifest", action="append", default=[], metavar="FILE",
+                        help="a .txt (one URI a line), .csv or .parquet (columns uri and optional track_id) "
+                             "list of inputs; repeatable")
     parser.add_argument("--output", required=True, metavar="DIR",
-                        help="folder for tracks/, patches/, errors/ (Parquet) and model.json")
+                        help="folder or URI for tracks/, patches/, errors/ (Parquet) and model.json")
     parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"a model name or a SavedModel folder with model.json (default: {DEFAULT_MODEL})")
+                        help=f"a model name or the URI of a SavedModel folder with model.json (default: {DEFAULT_MODEL})")
     parser.add_argument("--patch-hop", type=int, default=None, metavar="FRAMES",
                         help="frames between patch starts (default: the patch length, 187: no overlap)")
-    parser.add_argument("--batch-size", type=int, default=64, metavar="PATCHES",
-                        help="patches per model call (default: 64)")
+    parser.add_argument("--batch-size", type=int, default=None, metavar="PATCHES",
+                        help="patches per model call (default: 64 on CPU, 512 on GPU)")
+    parser.add_argument("--precision", choices=list(PRECISIONS), default="float32",
+                        help="float32 (default) gives the original's numbers; bfloat16 is the CPU fast path "
+                             "(AVX512-BF16/AMX), float16 the GPU one")
+    parser.add_argument("--inference-accelerator", metavar="HINT", default=None,
+                        help="Beam resource hint for the inference stage only, e.g. "
+                             "'type:nvidia-l4;count:1;install-nvidia-driver'")
     parser.add_argument("--overwrite", action="store_true", help="replace results already in --output")
+    parser.add_argument("--config", metavar="FILE", help="a YAML run profile (configs/); flags given here override it")
     return parser
 
 
-def check_inputs(patterns: list[str]) -> None:
+def check_sources(patterns: list[str], manifests: list[str]) -> None:
+    if not patterns and not manifests:
+        raise UsageError("name the audio with --input or --manifest")
     for pattern in patterns:
         try:
             found = next(expand_input(pattern), None)
@@ -57,6 +72,13 @@ def check_inputs(patterns: list[str]) -> None:
             raise UsageError(f"cannot read input {pattern!r}: {exc}") from exc
         if found is None:
             raise UsageError(f"no file matches {pattern!r}")
+    for manifest in manifests:
+        try:
+            found = next(read_manifest(manifest), None)
+        except (OSError, ValueError, ManifestError) as exc:
+            raise UsageError(f"cannot read manifest {manifest!r}: {exc}") from exc
+        if found is None:
+            raise UsageError(f"manifest {manifest!r} lists no input")
 
 
 def prepare_output(output: str, overwrite: bool) -> None:
@@ -76,7 +98,7 @@ def prepare_output(output: str, overwrite: bool) -> None:
     except UsageError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever the filesystem raises, the user gets one line
-        raise UsageError(f"output {output!r} is not writable: {exc}") from exc
+        raise UsageError(f"output {output!r} is not writable: {type(exc).__name__}: {exc}") from exc
 
 
 def pipeline_options(beam_args: list[str]) -> tuple[PipelineOptions, object]:
@@ -88,34 +110,46 @@ def pipeline_options(beam_args: list[str]) -> tuple[PipelineOptions, object]:
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     direct = options.view_as(DirectOptions)
-    if "--direct_num_workers" not in " ".join(beam_args):
+    named = " ".join(beam_args)
+    if "--direct_num_workers" not in named:
         direct.direct_num_workers = 0  # all cores
-    if "--direct_running_mode" not in " ".join(beam_args):
+    if "--direct_running_mode" not in named:
         direct.direct_running_mode = "multi_threading"
     return options, FnApiRunner()
 
 
-def run(argv: list[str] | None = None) -> str:
-    args, beam_args = build_parser().parse_known_args(argv)
+def run(argv: list[str]) -> str:
+    parser = build_parser()
+    own_flags = {flag for action in parser._actions for flag in action.option_strings}
+    try:
+        argv = expand_config(argv, own_flags)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+    args, beam_args = parser.parse_known_args(argv)
     try:
         model = resolve_model(args.model)
+        runner = PipelineOptions(beam_args).view_as(StandardOptions).runner
+        if model.is_named and runner in LOCAL_RUNNERS:
+            model.local_path()  # fail now, not on the worker, when the model was never converted
     except ModelNotFound as exc:
         raise UsageError(str(exc)) from exc
     patch_hop = args.patch_hop or model.patch_frames
-    if patch_hop < 1 or args.batch_size < 1:
+    if patch_hop < 1 or (args.batch_size is not None and args.batch_size < 1):
         raise UsageError("--patch-hop and --batch-size must be positive")
-    check_inputs(args.input)
+    check_sources(args.input, args.manifest)
     prepare_output(args.output, args.overwrite)
     write_model_metadata(args.output, model.metadata)
 
     # TensorFlow comes in only now: its start-up chatter on stderr would bury a one-line usage error.
-    from pipeline.graph import TagCatalogue, TagSettings, WriteOutputs
+    from pipeline.graph import Source, TagCatalogue, TagSettings, WriteOutputs
 
-    options, runner = pipeline_options(beam_args)
-    settings = TagSettings(model=model, patch_hop=patch_hop, batch_patches=args.batch_size)
-    with beam.Pipeline(runner=runner, options=options) as p:
+    options, local_runner = pipeline_options(beam_args)
+    settings = TagSettings(model=model, patch_hop=patch_hop, batch_size=args.batch_size, precision=args.precision,
+                           inference_accelerator=args.inference_accelerator)
+    sources = [Source(pattern=p) for p in args.input] + [Source(manifest=m) for m in args.manifest]
+    with beam.Pipeline(runner=local_runner, options=options) as p:
         tables = (p
-                  | "Inputs" >> beam.Create(args.input)
+                  | "Sources" >> beam.Create(sources)
                   | "Tag" >> TagCatalogue(settings))
         _ = tables | "Write" >> WriteOutputs(args.output)
     return args.output
@@ -124,7 +158,7 @@ def run(argv: list[str] | None = None) -> str:
 def main(argv: list[str] | None = None) -> int:
     logging.getLogger().addFilter(_quiet_beam_resource_warning)
     try:
-        output = run(argv)
+        output = run(sys.argv[1:] if argv is None else argv)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

@@ -13,7 +13,8 @@ from models.registry import known_models, resolve_model
 from tests.reference import librosa_load, librosa_log_mel, original_model, original_patches, original_tags
 from transforms.audio import decode_audio
 from transforms.features import mel_power
-from transforms.inference import LoadedModel, predict_tracks
+from models.serving import LoadedModel
+from transforms.inference import predict_tracks
 from transforms.records import TrackFeatures
 
 
@@ -47,7 +48,7 @@ def _our_tags(path: str, name: str = "msd-musicnn") -> tuple[np.ndarray, np.ndar
     track = TrackFeatures(path, mel_power(decoded.samples), decoded.source_sample_rate, decoded.channels,
                           decoded.duration_s)
     spec = resolve_model(name)
-    (prediction,) = predict_tracks([track], LoadedModel(spec.path), spec.patch_frames, spec.patch_frames, 64)
+    (prediction,) = predict_tracks([track], LoadedModel(spec.path), spec.patch_frames, spec.patch_frames)
     return prediction.activations, prediction.embeddings
 
 
@@ -78,15 +79,14 @@ def test_other_inputs_within_tolerance(tmp_path, codec, rate, channels):
 
 def test_batching_across_tracks_does_not_change_results(wav16k, tmp_path):
     spec = resolve_model("msd-musicnn")
-    model = LoadedModel(spec.path)
     other = str(tmp_path / "other.wav")
     write_audio(other, synth_music(3, 9.0, 16000, 1), 16000, "wav16")
     tracks = []
     for path in (wav16k, other):
         d = decode_audio(path)
         tracks.append(TrackFeatures(path, mel_power(d.samples), 16000, 1, d.duration_s))
-    together = predict_tracks(tracks, model, 187, 187, chunk=5)
-    alone = [predict_tracks([t], model, 187, 187, chunk=64)[0] for t in tracks]
+    together = predict_tracks(tracks, LoadedModel(spec.path, batch_size=5), 187, 187)
+    alone = [predict_tracks([t], LoadedModel(spec.path, batch_size=64), 187, 187)[0] for t in tracks]
     for a, b in zip(together, alone):
         assert a.track.uri == b.track.uri
         np.testing.assert_allclose(a.activations, b.activations, atol=1e-6)

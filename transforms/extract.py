@@ -11,9 +11,10 @@ import apache_beam as beam
 import fsspec
 import numpy as np
 
+from models.serving import configure_gpus
 from transforms import features
 from transforms.audio import DecodedAudio, decode_audio
-from transforms.records import DECODE, FEATURES, READ, ErrorRecord, TrackFeatures
+from transforms.records import DECODE, FEATURES, READ, ErrorRecord, InputFile, TrackFeatures
 
 ERRORS = "errors"
 
@@ -39,23 +40,29 @@ def check_usable(audio: DecodedAudio) -> None:
         raise UnusableAudio("Silent", f"peak amplitude {peak:.2e} is below {SILENCE_PEAK:.0e} (-80 dBFS)")
 
 
-def extract(uri: str, decoded: DecodedAudio) -> TrackFeatures:
+def extract(source: InputFile, decoded: DecodedAudio) -> TrackFeatures:
     check_usable(decoded)
-    return TrackFeatures(uri=uri, mel=features.mel_power(decoded.samples),
+    return TrackFeatures(uri=source.uri, mel=features.mel_power(decoded.samples),
                          source_sample_rate=decoded.source_sample_rate, channels=decoded.channels,
-                         duration_s=decoded.duration_s)
+                         duration_s=decoded.duration_s, track_id=source.track_id)
 
 
 class ExtractFeatures(beam.DoFn):
-    """uri -> TrackFeatures on the main output, ErrorRecord on the `errors` output."""
+    """InputFile -> TrackFeatures on the main output, ErrorRecord on the `errors` output.
 
-    def process(self, uri: str) -> Iterator:
+    The file is read as a stream (fsspec's buffered file on any filesystem), never whole.
+    """
+
+    def setup(self):
+        configure_gpus()  # the mel runs in TensorFlow: on a GPU worker it must not take all memory
+
+    def process(self, source: InputFile) -> Iterator:
         stage = READ
         try:
-            with fsspec.open(uri, "rb") as stream:
+            with fsspec.open(source.uri, "rb") as stream:
                 stage = DECODE
                 decoded = decode_audio(stream)
             stage = FEATURES
-            yield extract(uri, decoded)
+            yield extract(source, decoded)
         except Exception as exc:  # a bad file must never fail the run: it becomes an error row
-            yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord.from_exception(uri, stage, exc))
+            yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord.from_exception(source, stage, exc))

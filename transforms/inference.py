@@ -11,10 +11,10 @@ import functools
 from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
-import tensorflow as tf
 from apache_beam.ml.inference.base import ModelHandler
 
 from models.registry import ModelSpec
+from models.serving import LoadedModel
 from transforms import features
 from transforms.records import TrackFeatures, TrackPrediction
 
@@ -25,25 +25,14 @@ def count_patches(track: TrackFeatures, patch_frames: int, hop: int) -> int:
     return len(features.patch_starts(track.mel.shape[0], patch_frames, hop))
 
 
-class LoadedModel:
-    """A SavedModel's serving signature: (N, frames, mels) float32 -> activations, embedding."""
-
-    def __init__(self, path: str):
-        self._saved = tf.saved_model.load(path)
-        self._serve = self._saved.signatures["serving_default"]
-
-    def __call__(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        out = self._serve(log_mel_patches=tf.convert_to_tensor(patches))
-        return out["activations"].numpy(), out["embedding"].numpy()
-
-
-def predict_tracks(tracks: Sequence[TrackFeatures], model, patch_frames: int, hop: int,
-                   chunk: int) -> list[TrackPrediction]:
+def predict_tracks(tracks: Sequence[TrackFeatures], model: LoadedModel, patch_frames: int,
+                   hop: int) -> list[TrackPrediction]:
     """Run the model over all patches of several tracks at once.
 
     Each track's float16 mel (T, M) is cut into (P, patch_frames, M) patches; all patches are
-    log-compressed and fed in chunks of `chunk` (the model batch size); outputs are split per track.
+    log-compressed and fed in chunks of model.batch_size; outputs are split per track.
     """
+    chunk = model.batch_size
     cut = [features.to_patches(t.mel, patch_frames, hop) for t in tracks]
     patches = features.log_compress(np.concatenate([p for p, _ in cut]))
     outputs = [model(patches[i:i + chunk]) for i in range(0, len(patches), chunk)]
@@ -58,24 +47,29 @@ def predict_tracks(tracks: Sequence[TrackFeatures], model, patch_frames: int, ho
 class TaggerModelHandler(ModelHandler[TrackFeatures, TrackPrediction, LoadedModel]):
     """RunInference's view of a converted MusiCNN/VGG SavedModel.
 
-    batch_patches: model batch size (patches per forward pass). BatchElements gathers tracks into
-    batches of batch_patches to max_batch_patches patches (its adaptive size counts patches, through
-    element_size_fn); a track longer than that comes alone.
+    batch_size: patches per model call (None: chosen by the device the worker has). BatchElements
+    gathers tracks into batches of MIN_BATCH_PATCHES to MAX_BATCH_PATCHES patches (its adaptive size
+    counts patches, through element_size_fn); a longer track comes alone.
     """
 
-    def __init__(self, model: ModelSpec, patch_hop: int, batch_patches: int = 64, max_batch_patches: int = 1024):
+    MIN_BATCH_PATCHES = 64
+    MAX_BATCH_PATCHES = 2048
+
+    def __init__(self, model: ModelSpec, patch_hop: int, batch_size: Optional[int] = None,
+                 precision: str = "float32"):
         self.model = model
         self.patch_hop = patch_hop
-        self.batch_patches = batch_patches
-        super().__init__(min_batch_size=batch_patches, max_batch_size=max(batch_patches, max_batch_patches),
+        self.batch_size = batch_size
+        self.precision = precision
+        super().__init__(min_batch_size=self.MIN_BATCH_PATCHES, max_batch_size=self.MAX_BATCH_PATCHES,
                          element_size_fn=functools.partial(count_patches, patch_frames=model.patch_frames, hop=patch_hop))
 
     def load_model(self) -> LoadedModel:
-        return LoadedModel(self.model.path)
+        return LoadedModel(self.model.local_path(), self.precision, self.batch_size)
 
     def run_inference(self, batch: Sequence[TrackFeatures], model: LoadedModel,
                       inference_args: Optional[dict[str, Any]] = None) -> Iterable[TrackPrediction]:
-        return predict_tracks(batch, model, self.model.patch_frames, self.patch_hop, self.batch_patches)
+        return predict_tracks(batch, model, self.model.patch_frames, self.patch_hop)
 
     def get_num_bytes(self, batch: Sequence[TrackFeatures]) -> int:
         return sum(t.mel.nbytes for t in batch)
@@ -91,6 +85,7 @@ def track_row(prediction: TrackPrediction, model: ModelSpec, top_k: int = TOP_K)
     top = np.argsort(-mean_activations, kind="stable")[:top_k]
     return {
         "uri": track.uri,
+        "track_id": track.track_id,
         "n_patches": int(len(prediction.activations)),
         "padded": bool(prediction.padded),
         "duration_s": float(track.duration_s),
@@ -106,5 +101,5 @@ def track_row(prediction: TrackPrediction, model: ModelSpec, top_k: int = TOP_K)
 def patch_rows(prediction: TrackPrediction) -> Iterator[dict]:
     seconds_per_frame = features.HOP_LENGTH / features.SAMPLE_RATE
     for i, (start, acts, emb) in enumerate(zip(prediction.patch_starts, prediction.activations, prediction.embeddings)):
-        yield {"uri": prediction.track.uri, "patch": i, "start_s": float(start * seconds_per_frame),
+        yield {"uri": prediction.track.uri, "track_id": prediction.track.track_id, "patch": i, "start_s": float(start * seconds_per_frame),
                "activations": acts.tolist(), "embedding": emb.tolist()}

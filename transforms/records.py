@@ -2,11 +2,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple, Optional
 
 import numpy as np
 
 # Stages named in the errors table.
 READ, DECODE, FEATURES, INFERENCE = "read", "decode", "features", "inference"
+
+
+class InputFile(NamedTuple):
+    """One input: a URI, and the caller's id for it when a manifest gave one."""
+
+    uri: str
+    track_id: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -18,6 +26,7 @@ class TrackFeatures:
     source_sample_rate: int
     channels: int
     duration_s: float
+    track_id: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -42,9 +51,14 @@ class ErrorRecord:
     stage: str
     error: str
     message: str
+    track_id: Optional[str] = None
 
     @classmethod
-    def from_exception(cls, uri: str, stage: str, exc: BaseException) -> "ErrorRecord":
+    def from_exception(cls, source: InputFile, stage: str, exc: BaseException) -> "ErrorRecord":
         kind = getattr(exc, "kind", None) or type(exc).__name__
         message = getattr(exc, "message", None) or str(exc)
-        return cls(uri=uri, stage=stage, error=kind, message=message[:2000] or kind)
+        return cls(uri=source.uri, stage=stage, error=kind, message=message[:2000] or kind, track_id=source.track_id)
+
+    def row(self) -> dict:
+        return {"uri": self.uri, "track_id": self.track_id, "stage": self.stage, "error": self.error,
+                "message": self.message}

@@ -1,17 +1,28 @@
-"""The output contract: three Parquet datasets (tracks/, patches/, errors/) and model.json.
+"""The output contract: three Parquet datasets (tracks/, patches/, errors/) and model.json, written
+through fsspec so that local disk, gs:// and s3:// work the same on every runner.
 
 Column names and types here are public (README, "Output"); tests check them.
+
+Files are written as Beam's file sinks do: each bundle writes its files under a temporary folder,
+and one finalising step, fed only with the files of bundles that succeeded, moves them into place
+(a retried bundle's leftovers are never published) and removes the temporary folder.
 """
 from __future__ import annotations
 
 import json
+import uuid
+from typing import Iterable, Iterator
 
 import apache_beam as beam
 import fsspec
 import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.transforms.window import GlobalWindows
+from fsspec.core import url_to_fs
 
 TRACKS_SCHEMA = pa.schema([
     ("uri", pa.string()),
+    ("track_id", pa.string()),
     ("n_patches", pa.int32()),
     ("padded", pa.bool_()),
     ("duration_s", pa.float64()),
@@ -25,6 +36,7 @@ TRACKS_SCHEMA = pa.schema([
 
 PATCHES_SCHEMA = pa.schema([
     ("uri", pa.string()),
+    ("track_id", pa.string()),
     ("patch", pa.int32()),
     ("start_s", pa.float64()),
     ("activations", pa.list_(pa.float32())),
@@ -33,6 +45,7 @@ PATCHES_SCHEMA = pa.schema([
 
 ERRORS_SCHEMA = pa.schema([
     ("uri", pa.string()),
+    ("track_id", pa.string()),
     ("stage", pa.string()),
     ("error", pa.string()),
     ("message", pa.string()),
@@ -40,23 +53,83 @@ ERRORS_SCHEMA = pa.schema([
 
 TABLES = {"tracks": TRACKS_SCHEMA, "patches": PATCHES_SCHEMA, "errors": ERRORS_SCHEMA}
 MODEL_FILE = "model.json"
+# A patches row is about 1 KB: files of at most ~50 MB, and bounded memory per bundle.
+ROWS_PER_FILE = 50_000
 
 
 def table_path(output: str, table: str) -> str:
     return f"{output.rstrip('/')}/{table}"
 
 
-class WriteTable(beam.PTransform):
-    """dict rows -> Parquet files under OUTPUT/TABLE/ (an empty table still gets one file with its schema)."""
+def write_parquet(path: str, rows: list[dict], schema: pa.Schema) -> None:
+    with fsspec.open(path, "wb") as f:
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), f)
 
-    def __init__(self, output: str, table: str):
+
+class _WriteBundleFiles(beam.DoFn):
+    """Rows -> Parquet files in a temporary folder; emits each file's path."""
+
+    def __init__(self, temp_dir: str, schema: pa.Schema, rows_per_file: int):
+        self.temp_dir = temp_dir
+        self.schema = schema
+        self.rows_per_file = rows_per_file
+
+    def start_bundle(self):
+        self._rows: list[dict] = []
+
+    def _flush(self) -> str:
+        path = f"{self.temp_dir}/{uuid.uuid4().hex}.parquet"
+        write_parquet(path, self._rows, self.schema)
+        self._rows = []
+        return path
+
+    def process(self, row: dict) -> Iterator[str]:
+        self._rows.append(row)
+        if len(self._rows) >= self.rows_per_file:
+            yield self._flush()
+
+    def finish_bundle(self):
+        if self._rows:
+            yield GlobalWindows.windowed_value(self._flush())
+
+
+def publish(written: Iterable[str], temp_dir: str, final_dir: str, schema: pa.Schema) -> list[str]:
+    """Move the written files to final_dir as part-NNNNN-of-NNNNN.parquet; an empty table gets one
+    empty file, so that readers always find its schema."""
+    fs, temp_root = url_to_fs(temp_dir)
+    _, final_root = url_to_fs(final_dir)
+    sources = sorted(url_to_fs(p)[1] for p in written)
+    fs.makedirs(final_root, exist_ok=True)
+    total = max(len(sources), 1)
+    targets = [f"{final_root}/part-{i:05d}-of-{total:05d}.parquet" for i in range(total)]
+    if sources:
+        for source, target in zip(sources, targets):
+            fs.mv(source, target)
+    else:
+        with fs.open(targets[0], "wb") as f:
+            pq.write_table(schema.empty_table(), f)
+    if fs.exists(temp_root):
+        fs.rm(temp_root, recursive=True)
+    return targets
+
+
+class WriteTable(beam.PTransform):
+    """dict rows -> Parquet files under OUTPUT/TABLE/ on any fsspec filesystem."""
+
+    def __init__(self, output: str, table: str, rows_per_file: int = ROWS_PER_FILE):
         super().__init__(label=f"Write{table.capitalize()}")
         self.output = output
         self.table = table
+        self.rows_per_file = rows_per_file
 
     def expand(self, rows):
-        return rows | beam.io.WriteToParquet(
-            f"{table_path(self.output, self.table)}/part", schema=TABLES[self.table], file_name_suffix=".parquet")
+        schema = TABLES[self.table]
+        final_dir = table_path(self.output, self.table)
+        temp_dir = f"{self.output.rstrip('/')}/.temp-{self.table}-{uuid.uuid4().hex[:12]}"
+        return (rows
+                | "WriteFiles" >> beam.ParDo(_WriteBundleFiles(temp_dir, schema, self.rows_per_file))
+                | "Collect" >> beam.combiners.ToList()
+                | "Publish" >> beam.Map(publish, temp_dir, final_dir, schema))
 
 
 def write_model_metadata(output: str, metadata: dict) -> None:
