@@ -14,6 +14,7 @@ from demo.bad import write_bad_inputs
 from models.registry import resolve_model
 from pipeline.cli import main
 from tests.conftest import make_audio
+from tests.test_config import CONFIGS
 from tests.reference import original_tags
 from transforms import sinks
 from transforms.features import n_frames, patch_starts
@@ -98,16 +99,23 @@ def test_source_properties_and_short_clip(run_output):
     assert short["padded"] and short["n_patches"] == 1 and short["duration_s"] == pytest.approx(2.0, abs=0.01)
 
 
-def test_patch_hop_glob_and_other_model(catalogue, tmp_path):
+def test_patch_hop_glob_manifest_profile_and_other_model(catalogue, tmp_path):
+    manifest = tmp_path / "catalogue.csv"
+    manifest.write_text(f"uri,track_id\n{catalogue / 'bad' / 'short_2s.wav'},T-short\n"
+                        f"{catalogue / 'bad' / 'empty.mp3'},T-empty\n")
     output = tmp_path / "hop"
     args = ["--input", str(catalogue / "nested" / "**" / "*.flac"), "--input", str(catalogue / "reference_16k.wav"),
-            "--output", str(output), "--patch-hop", "93", "--model", "mtt-vgg", "--direct_num_workers=1"]
+            "--manifest", str(manifest), "--output", str(output), "--patch-hop", "93", "--model", "mtt-vgg",
+            "--config", str(CONFIGS / "local.yaml"), "--direct_num_workers=1"]
     assert main(args) == 0
     rows = {Path(r["uri"]).name: r for r in read(output, "tracks").to_pylist()}
-    assert set(rows) == {"stereo_44k.flac", "reference_16k.wav"}
+    assert set(rows) == {"stereo_44k.flac", "reference_16k.wav", "short_2s.wav"}
     assert rows["reference_16k.wav"]["n_patches"] == len(patch_starts(n_frames(20 * 16000), 187, 93))
     assert rows["reference_16k.wav"]["model"] == "mtt-vgg" and len(rows["reference_16k.wav"]["embedding"]) == 256
-    assert read(output, "errors").num_rows == 0
+    assert rows["short_2s.wav"]["track_id"] == "T-short" and rows["reference_16k.wav"]["track_id"] is None
+    patch_ids = {r["track_id"] for r in read(output, "patches").to_pylist() if r["uri"].endswith("short_2s.wav")}
+    assert patch_ids == {"T-short"}
+    assert [(Path(r["uri"]).name, r["track_id"]) for r in read(output, "errors").to_pylist()] == [("empty.mp3", "T-empty")]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

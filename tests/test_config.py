@@ -1,0 +1,67 @@
+"""Run profiles in configs/ parse into valid pipeline options; command-line flags override them."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from apache_beam.options.pipeline_options import (DebugOptions, DirectOptions, FlinkRunnerOptions,
+                                                  GoogleCloudOptions, PipelineOptions, PortableOptions,
+                                                  StandardOptions, WorkerOptions)
+
+from pipeline.cli import build_parser
+from pipeline.config import expand_config, profile_args
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+OWN_FLAGS = {flag for action in build_parser()._actions for flag in action.option_strings}
+
+
+def parse(profile: str, *cli: str):
+    argv = expand_config(["--config", str(CONFIGS / f"{profile}.yaml"), "--output", "out", *cli], OWN_FLAGS)
+    args, beam_args = build_parser().parse_known_args(argv)
+    return args, PipelineOptions(beam_args)
+
+
+@pytest.mark.parametrize("profile", ["local", "portable", "dataflow-gpu", "flink"])
+def test_every_profile_option_is_known(profile, caplog):
+    with caplog.at_level(logging.WARNING):
+        _, options = parse(profile)
+        options.get_all_options()
+    assert "Discarding" not in caplog.text, caplog.text
+
+
+def test_profiles_say_what_they_are_for():
+    assert {p.stem for p in CONFIGS.glob("*.yaml")} == {"local", "portable", "dataflow-gpu", "flink"}
+
+    _, local = parse("local")
+    assert local.view_as(StandardOptions).runner is None
+    assert local.view_as(DirectOptions).direct_num_workers == 0
+
+    _, portable = parse("portable")
+    assert portable.view_as(StandardOptions).runner == "PortableRunner"
+    assert portable.view_as(PortableOptions).environment_type == "EXTERNAL"
+
+    args, dataflow = parse("dataflow-gpu")
+    assert dataflow.view_as(StandardOptions).runner == "DataflowRunner"
+    assert {"use_runner_v2", "no_use_multiple_sdk_containers"} <= set(dataflow.view_as(DebugOptions).experiments)
+    assert any("worker_accelerator=type:nvidia" in o and "install-nvidia-driver" in o
+               for o in dataflow.view_as(GoogleCloudOptions).dataflow_service_options)
+    assert dataflow.view_as(WorkerOptions).machine_type.startswith("g2-")
+    assert dataflow.view_as(WorkerOptions).sdk_container_image
+    assert args.batch_size == 512
+
+    _, flink = parse("flink")
+    assert flink.view_as(StandardOptions).runner == "FlinkRunner"
+    assert flink.view_as(FlinkRunnerOptions).flink_master and flink.view_as(FlinkRunnerOptions).flink_version
+
+
+def test_command_line_overrides_the_profile():
+    args, options = parse("dataflow-gpu", "--batch-size", "128", "--region=europe-west4")
+    assert args.batch_size == 128
+    assert options.view_as(GoogleCloudOptions).region == "europe-west4"
+
+
+def test_profile_values_become_flags():
+    assert profile_args({"batch_size": 8, "experiments": ["a", "b"], "save_main_session": True,
+                         "use_public_ips": False}, {"--batch-size"}) == \
+        ["--batch-size=8", "--experiments=a", "--experiments=b", "--save_main_session"]

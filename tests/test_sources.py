@@ -1,0 +1,49 @@
+"""Inputs: folders, globs and manifests."""
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from transforms.records import InputFile
+from transforms.sources import ManifestError, expand_input, read_manifest
+
+
+@pytest.fixture
+def tree(tmp_path):
+    for name in ["a.mp3", "sub/b.FLAC", "sub/deep/c.wav", "sub/cover.jpg", "notes.txt"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    return tmp_path
+
+
+def test_folder_is_walked_for_audio_files_only(tree):
+    assert [p[len(str(tree)) + 1:] for p in expand_input(str(tree))] == ["a.mp3", "sub/b.FLAC", "sub/deep/c.wav"]
+
+
+def test_globs_take_what_they_match(tree):
+    assert [p[len(str(tree)) + 1:] for p in expand_input(f"{tree}/sub/**/*")] == \
+        ["sub/b.FLAC", "sub/cover.jpg", "sub/deep/c.wav"]
+    assert [p[len(str(tree)) + 1:] for p in expand_input(f"{tree}/**/*.wav")] == ["sub/deep/c.wav"]
+
+
+def test_a_named_file_is_taken_whatever_its_name(tree):
+    assert list(expand_input(str(tree / "notes.txt"))) == [str(tree / "notes.txt")]
+    assert list(expand_input(str(tree / "missing.mp3"))) == []
+
+
+def test_manifest_formats(tmp_path):
+    (tmp_path / "m.txt").write_text("# catalogue\ns3://b/one.mp3\n\n/local/two.flac\n")
+    assert list(read_manifest(str(tmp_path / "m.txt"))) == [InputFile("s3://b/one.mp3"), InputFile("/local/two.flac")]
+
+    (tmp_path / "m.csv").write_text("track_id,uri,artist\nT1,gs://b/one.mp3,x\n,/two.flac,y\n")
+    assert list(read_manifest(str(tmp_path / "m.csv"))) == [InputFile("gs://b/one.mp3", "T1"), InputFile("/two.flac")]
+
+    pq.write_table(pa.table({"uri": ["/a.mp3", "/b.mp3"], "track_id": [7, None]}), tmp_path / "m.parquet")
+    assert list(read_manifest(str(tmp_path / "m.parquet"))) == [InputFile("/a.mp3", "7"), InputFile("/b.mp3")]
+
+
+def test_manifest_without_uri_column_is_refused(tmp_path):
+    (tmp_path / "m.csv").write_text("path,track_id\n/a.mp3,1\n")
+    with pytest.raises(ManifestError, match="no `uri` column"):
+        list(read_manifest(str(tmp_path / "m.csv")))
