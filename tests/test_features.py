@@ -76,3 +76,11 @@ def test_short_track_is_repeat_padded_to_one_patch():
 def test_exactly_one_patch_is_not_padded():
     patches, padded = features.to_patches(np.ones((187, 96), np.float16), 187, 187)
     assert patches.shape == (1, 187, 96) and not padded
+
+
+@pytest.mark.parametrize("n", [16000 * 7 + 5, 256 * 100, 256 * 100 - 1])
+def test_chunked_mel_equals_one_pass(n):
+    samples = np.random.default_rng(n).uniform(-0.5, 0.5, n).astype(np.float32)
+    one_pass = features.mel_power(samples, chunk_frames=1 << 30)
+    for chunk in (1, 37, 100, 256):
+        np.testing.assert_array_equal(features.mel_power(samples, chunk_frames=chunk), one_pass)

@@ -61,20 +61,41 @@ def n_frames(n_samples: int) -> int:
     return 1 + n_samples // HOP_LENGTH
 
 
+# Frames per TensorFlow call: bounds the STFT's working memory (frames, spectrum, power: about
+# 100 MB) whatever the track's length, so an hour-long track costs no more than a song.
+CHUNK_FRAMES = 16384
+
+
 @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
-def _mel_power_f16(samples: tf.Tensor) -> tf.Tensor:
-    padded = tf.pad(samples, [[N_FFT // 2, N_FFT // 2]])
+def _mel_power_f16(padded: tf.Tensor) -> tf.Tensor:
+    """Already centre-padded samples -> (frames, 96) float16 mel power."""
     stft = tf.signal.stft(padded, frame_length=N_FFT, frame_step=HOP_LENGTH, fft_length=N_FFT,
                           window_fn=functools.partial(tf.signal.hann_window, periodic=True), pad_end=False)
     power = tf.square(tf.abs(stft))
     return tf.cast(tf.matmul(power, mel_filterbank()), tf.float16)
 
 
-def mel_power(samples: np.ndarray) -> np.ndarray:
-    """(n,) float32 mono at 16 kHz -> (1 + n // 256, 96) float16 mel power, the recipe's rounding."""
+def _padded_span(samples: np.ndarray, first: int, last: int) -> np.ndarray:
+    """The centre-padded signal covering frames [first, last): samples from first * hop - n_fft / 2
+    to (last - 1) * hop + n_fft / 2, with zeros beyond either end of the track."""
+    start, stop = first * HOP_LENGTH - N_FFT // 2, (last - 1) * HOP_LENGTH + N_FFT // 2
+    span = samples[max(start, 0):min(stop, samples.shape[0])]
+    return np.pad(span, (max(-start, 0), max(stop - samples.shape[0], 0)))
+
+
+def mel_power(samples: np.ndarray, chunk_frames: int = CHUNK_FRAMES) -> np.ndarray:
+    """(n,) float32 mono at 16 kHz -> (1 + n // 256, 96) float16 mel power, the recipe's rounding.
+
+    Computed chunk_frames frames at a time; each frame sees exactly the samples it would in one pass.
+    """
     if samples.shape[0] < 1:
         raise ValueError("mel_power needs at least one sample")
-    return _mel_power_f16(tf.convert_to_tensor(samples, tf.float32)).numpy()
+    total = n_frames(samples.shape[0])
+    out = np.empty((total, N_MELS), dtype=np.float16)
+    for first in range(0, total, chunk_frames):
+        last = min(first + chunk_frames, total)
+        out[first:last] = _mel_power_f16(tf.convert_to_tensor(_padded_span(samples, first, last), tf.float32)).numpy()
+    return out
 
 
 def log_compress(mel: np.ndarray) -> np.ndarray:
