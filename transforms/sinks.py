@@ -53,44 +53,57 @@ ERRORS_SCHEMA = pa.schema([
 
 TABLES = {"tracks": TRACKS_SCHEMA, "patches": PATCHES_SCHEMA, "errors": ERRORS_SCHEMA}
 MODEL_FILE = "model.json"
-# A patches row is about 1 KB: files of at most ~50 MB, and bounded memory per bundle.
-ROWS_PER_FILE = 50_000
+# Rows are held as Python objects only until a row group is written (a patches row is ~8 KB as
+# Python floats, ~1 KB in Parquet): memory per bundle stays bounded whatever the catalogue's size.
+ROWS_PER_GROUP = 2048
+ROWS_PER_FILE = 100_000
 
 
 def table_path(output: str, table: str) -> str:
     return f"{output.rstrip('/')}/{table}"
 
 
-def write_parquet(path: str, rows: list[dict], schema: pa.Schema) -> None:
-    with fsspec.open(path, "wb") as f:
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), f)
-
-
 class _WriteBundleFiles(beam.DoFn):
-    """Rows -> Parquet files in a temporary folder; emits each file's path."""
+    """Rows -> Parquet files in a temporary folder, streamed a row group at a time; emits each file's path."""
 
-    def __init__(self, temp_dir: str, schema: pa.Schema, rows_per_file: int):
+    def __init__(self, temp_dir: str, schema: pa.Schema, rows_per_file: int, rows_per_group: int):
         self.temp_dir = temp_dir
         self.schema = schema
         self.rows_per_file = rows_per_file
+        self.rows_per_group = rows_per_group
 
     def start_bundle(self):
         self._rows: list[dict] = []
+        self._file = self._writer = self._path = None
+        self._rows_in_file = 0
 
-    def _flush(self) -> str:
-        path = f"{self.temp_dir}/{uuid.uuid4().hex}.parquet"
-        write_parquet(path, self._rows, self.schema)
+    def _write_group(self) -> None:
+        if self._writer is None:
+            self._path = f"{self.temp_dir}/{uuid.uuid4().hex}.parquet"
+            self._file = fsspec.open(self._path, "wb").open()
+            self._writer = pq.ParquetWriter(self._file, self.schema)
+        self._writer.write_table(pa.Table.from_pylist(self._rows, schema=self.schema))
+        self._rows_in_file += len(self._rows)
         self._rows = []
+
+    def _close_file(self) -> str:
+        if self._rows:
+            self._write_group()
+        self._writer.close()
+        self._file.close()
+        path, self._file, self._writer, self._rows_in_file = self._path, None, None, 0
         return path
 
     def process(self, row: dict) -> Iterator[str]:
         self._rows.append(row)
-        if len(self._rows) >= self.rows_per_file:
-            yield self._flush()
+        if len(self._rows) >= self.rows_per_group:
+            self._write_group()
+            if self._rows_in_file >= self.rows_per_file:
+                yield self._close_file()
 
     def finish_bundle(self):
-        if self._rows:
-            yield GlobalWindows.windowed_value(self._flush())
+        if self._rows or self._writer is not None:
+            yield GlobalWindows.windowed_value(self._close_file())
 
 
 def publish(written: Iterable[str], temp_dir: str, final_dir: str, schema: pa.Schema) -> list[str]:
@@ -116,18 +129,20 @@ def publish(written: Iterable[str], temp_dir: str, final_dir: str, schema: pa.Sc
 class WriteTable(beam.PTransform):
     """dict rows -> Parquet files under OUTPUT/TABLE/ on any fsspec filesystem."""
 
-    def __init__(self, output: str, table: str, rows_per_file: int = ROWS_PER_FILE):
+    def __init__(self, output: str, table: str, rows_per_file: int = ROWS_PER_FILE,
+                 rows_per_group: int = ROWS_PER_GROUP):
         super().__init__(label=f"Write{table.capitalize()}")
         self.output = output
         self.table = table
         self.rows_per_file = rows_per_file
+        self.rows_per_group = rows_per_group
 
     def expand(self, rows):
         schema = TABLES[self.table]
         final_dir = table_path(self.output, self.table)
         temp_dir = f"{self.output.rstrip('/')}/.temp-{self.table}-{uuid.uuid4().hex[:12]}"
         return (rows
-                | "WriteFiles" >> beam.ParDo(_WriteBundleFiles(temp_dir, schema, self.rows_per_file))
+                | "WriteFiles" >> beam.ParDo(_WriteBundleFiles(temp_dir, schema, self.rows_per_file, self.rows_per_group))
                 | "Collect" >> beam.combiners.ToList()
                 | "Publish" >> beam.Map(publish, temp_dir, final_dir, schema))
 
