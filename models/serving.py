@@ -11,7 +11,7 @@ from models.registry import signature_name
 
 # Patches per model call when none is asked for: CPU throughput is flat from 8 to 64 (DESIGN.md);
 # a GPU wants large batches.
-DEFAULT_BATCH_SIZE = {"CPU": 64, "GPU": 512}
+DEFAULT_BATCH_SIZE = {"CPU": 16, "GPU": 512}
 
 
 def configure_gpus() -> list:
