@@ -45,5 +45,8 @@ run: models
 test: models
 	$(PY) -m pytest
 
+bench: models
+	$(PY) -m bench.run
+
 clean:
 	rm -rf $(BUILD) $(VENV)

@@ -1,0 +1,225 @@
+"""`make bench`: whole-process and stage-by-stage throughput against the original musicnn, one run, same files.
+
+    python -m bench.run [--minutes 20] [--out BENCHMARKS.md] [--skip-long]
+
+Every measurement runs in a fresh subprocess; its peak RSS is that process's own (os.wait4).
+Whole-process rows time everything from process start to exit (interpreter, TensorFlow import, graph
+or model load); stage rows time only the stage, after its set-up. Audio seconds of the corpus are the
+total decoded duration of its files. The table is printed and appended to BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from bench import envinfo
+from bench.proc import ROOT, python_module, run_measured, run_worker
+
+OUT_DIR = ROOT / "build" / "bench-out"
+LOGS = OUT_DIR / "logs"
+MODEL = "msd-musicnn"
+MODEL_BATCHES = "1,8,32,64,128,256"
+AUDIO_S_PER_PATCH = 187 * 256 / 16000
+
+
+@dataclass(frozen=True)
+class Row:
+    what: str
+    audio_s: float | None = None
+    wall_s: float | None = None
+    cpu_s: float | None = None
+    rss_mib: float | None = None
+    note: str = ""
+
+    @property
+    def rate(self) -> float | None:
+        return self.audio_s / self.wall_s if self.audio_s and self.wall_s else None
+
+
+# --- measurements ------------------------------------------------------------------------------
+
+def cli_supports_precision() -> bool:
+    done = subprocess.run(python_module("pipeline", "--help"), cwd=ROOT, capture_output=True, text=True)
+    return "--precision" in done.stdout
+
+
+def run_json(module: str, args: list[str], log: str) -> dict:
+    """A helper subprocess whose JSON result we need (keeps pyarrow and the synthesis out of this process)."""
+    return run_worker(module, args, LOGS / log)[1]
+
+
+def measure_original(files: list[Path], audio_s: float | None) -> list[Row]:
+    measured, result = run_worker("bench.original", [*map(str, files), "--model", MODEL], LOGS / "original.log")
+    covered = result["n_patches"] * AUDIO_S_PER_PATCH
+    return [Row("(b) original musicnn, whole process (librosa + TF graph, batch 1)", audio_s, measured.wall_s,
+                measured.cpu_s, measured.peak_rss_mib, "reference"),
+            Row("(b') original, tagging only (after TF import and graph build)", audio_s, result["tagging_s"], None,
+                measured.peak_rss_mib, f"graph build {result['graph_build_s']:.1f} s; patches cover {covered:.0f} s")]
+
+
+def measure_cli(label: str, inputs: list[Path], name: str, extra: list[str], audio_s: float | None) -> tuple[Row, Path]:
+    """Our CLI as a user runs it; audio seconds from its tracks table unless given."""
+    output = OUT_DIR / name
+    args = [a for i in inputs for a in ("--input", str(i))] + ["--output", str(output), *extra]
+    measured = run_measured(python_module("pipeline", *args), LOGS / f"{name}.log")
+    if measured.returncode != 0:
+        return Row(label, None, measured.wall_s, measured.cpu_s, measured.peak_rss_mib,
+                   f"FAILED (exit {measured.returncode}), see {measured.log.relative_to(ROOT)}"), output
+    summary = run_json("bench.compare", ["summary", str(output)], f"summary-{name}.log")
+    note = f"{summary['tracks']} tracks, {summary['errors']} errors"
+    if summary["errors"]:
+        note += f" (FAILED {summary['first_error'][:120]})"
+    tagged_s = audio_s if audio_s and summary["tracks"] else summary["audio_s"]
+    return Row(label, tagged_s or None, measured.wall_s, measured.cpu_s, measured.peak_rss_mib, note), output
+
+
+def measure_stage(stage: str, label: str, files: list[Path]) -> tuple[Row, dict]:
+    measured, result = run_worker("bench.stages", [stage, *map(str, files)], LOGS / f"stage-{stage}.log")
+    return Row(label, result["audio_s"], result["seconds"], result["cpu_s"], measured.peak_rss_mib, "stage only"), result
+
+
+def measure_model(precision: str) -> list[Row]:
+    measured, result = run_worker("bench.stages", ["model", "--model", MODEL, "--batches", MODEL_BATCHES,
+                                                   "--precision", precision], LOGS / f"stage-model-{precision}.log")
+    label = f"(c) model alone, {precision}"
+    if result["skipped"]:
+        return [Row(f"{label}: skipped", note=result["skipped"])]
+    rows = [Row(f"{label}, batch {r['batch']}", r["patches"] * AUDIO_S_PER_PATCH, r["seconds"], r["cpu_s"],
+                measured.peak_rss_mib, f"{r['patches_per_s']:.1f} patches/s") for r in result["rows"]]
+    best = max(rows, key=lambda r: r.rate or 0)
+    return rows + [Row(f"{label}, best (batch {best.what.rsplit(' ', 1)[1]})", best.audio_s, best.wall_s, best.cpu_s,
+                       best.rss_mib, best.note)]
+
+
+def attempt(label: str, measure: Callable[[], list[Row]]) -> list[Row]:
+    """Run one measurement; a failure becomes a row saying so instead of ending the benchmark."""
+    print(f"- {label}", flush=True)
+    try:
+        rows = measure()
+    except Exception as error:  # noqa: BLE001 - one failed measurement must not lose the others
+        print(f"  failed: {error}", file=sys.stderr, flush=True)
+        last = [line for line in str(error).splitlines() if line.strip()][-1]
+        return [Row(f"{label}: FAILED", note=f"{last.strip()[:160]} (log in build/bench-out/logs/)")]
+    for row in rows:
+        rate = f"{row.rate:.1f} audio-s/s" if row.rate else ""
+        print(f"  {row.what}: {rate} {_fmt(row.wall_s)} s, {_fmt(row.rss_mib, 0)} MiB {row.note}", flush=True)
+    return rows
+
+
+# --- the table ---------------------------------------------------------------------------------
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def render_table(rows: list[Row], original_rate: float | None) -> str:
+    lines = ["| what | audio s | wall s | audio-s/s | x original | CPU s | peak RSS MiB | note |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r in rows:
+        ratio = f"{r.rate / original_rate:.2f}" if r.rate and original_rate else "-"
+        lines.append(f"| {r.what} | {_fmt(r.audio_s, 0)} | {_fmt(r.wall_s)} | {_fmt(r.rate)} | {ratio} | "
+                     f"{_fmt(r.cpu_s)} | {_fmt(r.rss_mib, 0)} | {r.note} |")
+    return "\n".join(lines)
+
+
+def find(rows: list[Row], prefix: str) -> Row | None:
+    return next((r for r in rows if r.what.startswith(prefix) and r.rate), None)
+
+
+def derived_lines(rows: list[Row]) -> list[str]:
+    cli, best = find(rows, "(a) our CLI, defaults"), find(rows, "(c) model alone, float32, best")
+    lines = []
+    if cli and best:
+        lines.append(f"- Pipeline efficiency (CLI audio-s/s / model-alone best audio-s/s): "
+                     f"{cli.rate:.1f} / {best.rate:.1f} = **{cli.rate / best.rate:.2f}**")
+    cli_bf16, best_bf16 = find(rows, "(e) our CLI, --precision bfloat16"), find(rows, "(c) model alone, bfloat16, best")
+    if cli_bf16 and best_bf16:
+        lines.append(f"- Pipeline efficiency, bfloat16: {cli_bf16.rate:.1f} / {best_bf16.rate:.1f} = "
+                     f"**{cli_bf16.rate / best_bf16.rate:.2f}**")
+    return lines
+
+
+# --- main --------------------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=20.0, help="minutes of audio in the corpus (default 20)")
+    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md", help="file the results are appended to")
+    parser.add_argument("--skip-long", action="store_true", help="skip the 60-minute track")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    shutil.rmtree(OUT_DIR, ignore_errors=True)
+    LOGS.mkdir(parents=True)
+    print("Audio (generated once, cached under build/bench-audio/):", flush=True)
+    long_minutes = [5] if args.skip_long else [5, 60]
+    audio = run_json("bench.corpus", ["--minutes", f"{args.minutes:g}", *[a for m in long_minutes for a in ("--long", str(m))]],
+                     "corpus.log")
+    files = [Path(p) for p in audio["corpus"]]
+    corpus_dir = files[0].parent
+    long_tracks = [(m, Path(audio["long"][str(m)])) for m in long_minutes]
+
+    print("Measuring (each in a fresh process):", flush=True)
+    rows: list[Row] = []
+    decode_rows = attempt("decode", lambda: [measure_stage("decode", "(c) decode + resample alone (1 thread)", files)[0]])
+    audio_s = decode_rows[0].audio_s  # the corpus's total decoded duration
+    rows += attempt("original", lambda: measure_original(files, audio_s))
+    rows += attempt("CLI", lambda: [measure_cli("(a) our CLI, defaults, whole process", [corpus_dir], "cli-float32", [], audio_s)[0]])
+    precision = cli_supports_precision()
+    precision_notes: list[str] = []
+    if precision:
+        rows += attempt("CLI bfloat16", lambda: [measure_cli("(e) our CLI, --precision bfloat16, whole process", [corpus_dir],
+                                                             "cli-bfloat16", ["--precision", "bfloat16"], audio_s)[0]])
+        precision_notes = precision_difference(OUT_DIR / "cli-float32", OUT_DIR / "cli-bfloat16")
+    else:
+        rows.append(Row("(e) our CLI, --precision bfloat16: skipped", note="`python -m pipeline --help` has no --precision yet"))
+    rows += decode_rows
+    rows += attempt("features", lambda: [measure_stage("features", "(c) features alone (mel_power + log_compress)", files)[0]])
+    rows += attempt("model float32", lambda: measure_model("float32"))
+    rows += attempt("model bfloat16", lambda: measure_model("bfloat16"))
+    for minutes, path in long_tracks:
+        label = f"(d) our CLI, one {minutes}-min 44.1 kHz stereo flac"
+        rows += attempt(label, lambda: [measure_cli(label, [path], f"cli-{minutes}min", [], None)[0]])
+    if args.skip_long:
+        rows.append(Row("(d) our CLI, one 60-min track: skipped", note="--skip-long"))
+
+    rows.sort(key=lambda r: r.what[1] if r.what.startswith("(") else "z")  # (a), (b), ... as in the issue; stable
+    original = find(rows, "(b) original")
+    table = render_table(rows, original.rate if original else None)
+    n_mp3 = sum(f.suffix == ".mp3" for f in files)
+    title = (f"`make bench`, {audio_s / 60:.1f} min corpus ({len(files)} tracks of 150-160 s, {n_mp3} mp3 + "
+             f"{len(files) - n_mp3} flac, 44.1 kHz stereo), model {MODEL}" if audio_s else "`make bench`")
+    notes = derived_lines(rows) + precision_notes + [
+        "- Whole-process rows include interpreter start, imports (TensorFlow, Beam) and model load; stage rows "
+        "time the stage alone after a warm-up. CPU s / wall s = cores in use. x original = audio-s/s over (b)'s.",
+        f"- Peak RSS is each process's own (os.wait4); Linux counts in it the launcher's RSS at fork, here "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB.",
+    ]
+    entry = envinfo.heading(title) + "\n" + table + "\n\n" + "\n".join(notes) + "\n"
+    print("\n" + entry)
+    envinfo.append(args.out, entry)
+    print(f"appended to {args.out}")
+    return 0
+
+
+def precision_difference(float32_out: Path, bfloat16_out: Path) -> list[str]:
+    try:
+        diff = run_json("bench.compare", ["diff", str(float32_out), str(bfloat16_out)], "diff-precision.log")
+        tracks, patches = diff["tracks"], diff["patches"]
+    except Exception as error:  # noqa: BLE001
+        return [f"- bfloat16 vs float32 activations: could not compare ({error})"]
+    return [f"- bfloat16 vs float32 CLI activations, |difference|: per track max {tracks['max']:.2e}, mean "
+            f"{tracks['mean']:.2e} ({tracks['rows']} tracks); per patch max {patches['max']:.2e}, mean "
+            f"{patches['mean']:.2e} ({patches['rows']} patches)"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Stage-by-stage measurements, one stage per process (run by bench.run, each in a fresh subprocess).
+
+    python -m bench.stages decode FILE...     decode + downmix + resample to 16 kHz, sequentially, one thread
+    python -m bench.stages features FILE...   decode first (untimed), then time mel_power + log_compress
+    python -m bench.stages model [--batches 1,8,32] [--precision float32] [--min-seconds 3]
+                                              the converted model alone on (N, 187, 96) float32 patches,
+                                              batch sizes interleaved over 3 rounds
+
+Each prints and (with --result FILE) writes a JSON result; only the stage itself is timed.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import time
+from typing import Callable
+
+import numpy as np
+
+PATCH_FRAMES = 187
+N_MELS = 96
+AUDIO_S_PER_PATCH = PATCH_FRAMES * 256 / 16000  # 2.992 s
+
+
+def decode_stage(files: list[str]) -> dict:
+    from transforms.audio import decode_audio
+    start, cpu = time.perf_counter(), time.process_time()
+    durations = [decode_audio(path).duration_s for path in files]
+    return {"audio_s": float(sum(durations)), "seconds": time.perf_counter() - start,
+            "cpu_s": time.process_time() - cpu, "durations": durations}
+
+
+def features_stage(files: list[str]) -> dict:
+    from transforms.audio import decode_audio
+    from transforms.features import log_compress, mel_power
+    decoded = [decode_audio(path).samples for path in files]
+    log_compress(mel_power(decoded[0][:16000]))  # trace the tf.function once
+    start, cpu = time.perf_counter(), time.process_time()
+    frames = sum(log_compress(mel_power(samples)).shape[0] for samples in decoded)
+    return {"audio_s": sum(len(s) for s in decoded) / 16000, "frames": int(frames),
+            "seconds": time.perf_counter() - start, "cpu_s": time.process_time() - cpu}
+
+
+def supports_precision() -> bool:
+    from transforms.inference import LoadedModel
+    return "precision" in inspect.signature(LoadedModel).parameters
+
+
+def load_model(name: str, precision: str) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """transforms.inference.LoadedModel of a registered model; precision other than float32 only
+    where LoadedModel takes a `precision` argument (raises NotImplementedError otherwise)."""
+    from models.registry import resolve_model
+    from transforms.inference import LoadedModel
+    path = resolve_model(name).path
+    if precision == "float32" and not supports_precision():
+        return LoadedModel(path)
+    if not supports_precision():
+        raise NotImplementedError("LoadedModel has no precision argument yet")
+    return LoadedModel(path, precision=precision)
+
+
+def random_patches(n: int, seed: int = 0) -> np.ndarray:
+    """(n, 187, 96) float32 in the range of real log-mel values (0 to ~4)."""
+    return np.random.default_rng(seed).uniform(0.0, 3.0, (n, PATCH_FRAMES, N_MELS)).astype(np.float32)
+
+
+def time_batch(model: Callable, batch: int, min_seconds: float) -> dict:
+    """Warm up once at this batch size, then call the model until min_seconds have passed (at least once)."""
+    x = random_patches(batch)
+    model(x)
+    calls = 0
+    start, cpu = time.perf_counter(), time.process_time()
+    while calls == 0 or time.perf_counter() - start < min_seconds:
+        model(x)
+        calls += 1
+    seconds = time.perf_counter() - start
+    return {"batch": batch, "patches": calls * batch, "seconds": seconds, "cpu_s": time.process_time() - cpu,
+            "patches_per_s": calls * batch / seconds, "audio_s_per_s": calls * batch * AUDIO_S_PER_PATCH / seconds}
+
+
+def time_batches(model: Callable, batches: list[int], min_seconds: float, rounds: int = 3) -> list[dict]:
+    """time_batch for every batch size, interleaved: `rounds` rounds over all sizes, min_seconds / rounds
+    each, so that load from other work on a shared machine spreads over all sizes alike."""
+    inputs = {b: random_patches(b) for b in batches}
+    for b in batches:
+        model(inputs[b])  # warm-up
+    totals = {b: {"patches": 0, "seconds": 0.0, "cpu_s": 0.0} for b in batches}
+    for _ in range(rounds):
+        for b in batches:
+            calls = 0
+            start, cpu = time.perf_counter(), time.process_time()
+            while calls == 0 or time.perf_counter() - start < min_seconds / rounds:
+                model(inputs[b])
+                calls += 1
+            totals[b]["patches"] += calls * b
+            totals[b]["seconds"] += time.perf_counter() - start
+            totals[b]["cpu_s"] += time.process_time() - cpu
+    return [{"batch": b, **t, "patches_per_s": t["patches"] / t["seconds"],
+             "audio_s_per_s": t["patches"] * AUDIO_S_PER_PATCH / t["seconds"]} for b, t in totals.items()]
+
+
+def model_stage(name: str, batches: list[int], precision: str, min_seconds: float) -> dict:
+    try:
+        model = load_model(name, precision)
+    except NotImplementedError as error:
+        return {"skipped": str(error), "precision": precision, "rows": []}
+    except KeyError as error:  # a SavedModel converted before it had this precision's signature
+        return {"skipped": f"the converted model has no {error} signature (run `make models`)",
+                "precision": precision, "rows": []}
+    rows = time_batches(model, batches, min_seconds)
+    return {"skipped": None, "precision": precision, "rows": rows}
+
+
+def parse_batches(text: str) -> list[int]:
+    return [int(b) for b in text.split(",") if b.strip()]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=["decode", "features", "model"])
+    parser.add_argument("files", nargs="*")
+    parser.add_argument("--model", default="msd-musicnn")
+    parser.add_argument("--batches", default="1,8,32,64,128,256")
+    parser.add_argument("--precision", default="float32")
+    parser.add_argument("--min-seconds", type=float, default=3.0)
+    parser.add_argument("--result")
+    args = parser.parse_args(argv)
+    if args.stage in ("decode", "features") and not args.files:
+        parser.error(f"{args.stage} needs files")
+    if args.stage == "decode":
+        result = decode_stage(args.files)
+    elif args.stage == "features":
+        result = features_stage(args.files)
+    else:
+        result = model_stage(args.model, parse_batches(args.batches), args.precision, args.min_seconds)
+    print(result)
+    if args.result:
+        from bench.proc import write_result
+        write_result(args.result, result)
+
+
+if __name__ == "__main__":
+    main()
