@@ -1,0 +1,143 @@
+"""Catalogue storage: the CLI reads from and writes to S3 (moto) and GCS (gcp-storage-emulator) servers,
+started on 127.0.0.1, and gives the same tables as a local run of the same files.
+
+Endpoints and credentials come only from the standard environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION; STORAGE_EMULATOR_HOST), which the server fixtures set.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import pyarrow as pa
+import pytest
+
+pytest.register_assert_rewrite("tests.servers")  # its assert helpers report values, as in a test
+
+from models.registry import models_dir, resolve_model
+from tests.servers import (
+    BAD_FILE, S3_ACCESS_KEY, S3_SECRET_KEY, Store, assert_exactly_once, assert_same_schemas, assert_same_tags,
+    file_name, read_outputs, read_text, run_cli, run_cli_subprocess,
+)
+
+pytest_plugins = ["tests.servers"]
+
+MODEL = "msd-musicnn"
+
+
+@pytest.fixture(scope="module", params=["s3", "gs"])
+def store(request) -> Store:
+    return request.getfixturevalue({"s3": "s3_server", "gs": "gcs_server"}[request.param])
+
+
+@pytest.fixture(scope="module")
+def bucket_inputs(store, catalogue) -> list[str]:
+    """The local catalogue uploaded under BUCKET/in/; returns the URIs of the uploaded files."""
+    fs = store.fs()
+    for path in sorted(p for p in catalogue.rglob("*") if p.is_file()):
+        fs.put_file(str(path), store.url(f"in/{path.relative_to(catalogue).as_posix()}"))
+    fs.invalidate_cache()
+    uris = sorted(f"{store.protocol}://{p}" for p in fs.find(store.url("in/")))
+    assert len(uris) == 4, uris
+    return uris
+
+
+def output_url(store: Store, request) -> str:
+    return store.url(f"out/{re.sub(r'[^A-Za-z0-9_.-]+', '-', request.node.name)}")
+
+
+@pytest.mark.parametrize("form", ["folder", "glob"])
+def test_bucket_in_bucket_out_equals_local_run(store, bucket_inputs, local_run, form, request):
+    source = store.url("in/") if form == "folder" else store.url("in/**")
+    output = output_url(store, request)
+    assert run_cli(["--input", source, "--output", output]) == 0
+
+    outputs = read_outputs(output)
+    assert_exactly_once(outputs, bucket_inputs)
+    assert_same_schemas(outputs, local_run)
+    assert_same_tags(outputs, local_run)
+    assert json.loads(read_text(f"{output}/model.json")) == resolve_model(MODEL).metadata
+
+
+def test_output_in_bucket_is_refused_when_used(store, bucket_inputs, request, capsys):
+    """The output contract holds on buckets too: a used output is refused (status 2) without --overwrite."""
+    output = output_url(store, request)
+    store.fs().pipe_file(f"{output}/model.json", b"{}")
+    assert run_cli(["--input", bucket_inputs[0], "--output", output]) == 2
+    assert "already holds results" in capsys.readouterr().err
+
+
+def test_manifest_in_bucket_carries_track_ids(store, bucket_inputs, catalogue, local_run, request):
+    """A CSV manifest (uri,track_id) in the bucket naming two bucket files (one broken) and one local file:
+    only those are tagged, and track_id is carried into tracks, patches and errors."""
+    by_name = {file_name(u): u for u in bucket_inputs}
+    local_file = str(catalogue / "sub" / "c.wav")
+    ids = {by_name["a.mp3"]: "track-A", by_name[BAD_FILE]: "track-X", local_file: "track-C"}
+    manifest = store.url(f"manifests/{request.node.name}.csv")
+    store.fs().pipe_file(manifest, ("uri,track_id\n" + "".join(f"{u},{t}\n" for u, t in ids.items())).encode())
+    output = output_url(store, request)
+    assert run_cli(["--manifest", manifest, "--output", output]) == 0
+
+    outputs = read_outputs(output)
+    assert_exactly_once(outputs, list(ids))
+    tracks = {r["uri"]: r for r in outputs["tracks"].to_pylist()}
+    errors = {r["uri"]: r for r in outputs["errors"].to_pylist()}
+    assert set(tracks) == {by_name["a.mp3"], local_file} and set(errors) == {by_name[BAD_FILE]}
+    for uri, row in {**tracks, **errors}.items():
+        assert row["track_id"] == ids[uri], row
+    patches = outputs["patches"].to_pylist()
+    assert patches and all(r["track_id"] == ids[r["uri"]] for r in patches)
+    for table in outputs.values():
+        assert table.schema.field("track_id").type == pa.string()
+    # the tags do not depend on where a file was read from or how it was named
+    names = {"a.mp3", "c.wav", BAD_FILE}
+    reference = {t: _without_track_id(local_run[t].filter(_names_in(local_run[t], names))) for t in local_run}
+    assert_same_tags({t: _without_track_id(outputs[t]) for t in outputs}, reference)
+
+
+def _without_track_id(table):
+    return table.drop_columns(["track_id"]) if "track_id" in table.column_names else table
+
+
+def _names_in(table, names: set[str]):
+    return pa.array([file_name(u) in names for u in table.column("uri").to_pylist()])
+
+
+def test_model_from_bucket_gives_the_same_tags(s3_server, catalogue, catalogue_uris, local_run, tmp_path):
+    """--model s3://.../msd-musicnn (a SavedModel folder with model.json) equals --model msd-musicnn."""
+    fs = s3_server.fs()
+    model_url = s3_server.url(f"models/{MODEL}")
+    fs.put(str(models_dir() / MODEL), model_url, recursive=True)
+    fs.invalidate_cache()
+    assert fs.isfile(f"{model_url}/model.json") and fs.isfile(f"{model_url}/saved_model.pb")
+    output = tmp_path / "tags"
+    assert run_cli(["--input", str(catalogue), "--output", str(output), "--model", model_url]) == 0
+
+    outputs = read_outputs(str(output))
+    assert_exactly_once(outputs, catalogue_uris)
+    assert_same_schemas(outputs, local_run)
+    assert_same_tags(outputs, local_run)
+    assert json.loads((output / "model.json").read_text())["name"] == MODEL
+
+
+def test_endpoints_and_credentials_never_printed(s3_server, gcs_server, tmp_path):
+    """A CLI subprocess reading from both servers and writing to S3: its stdout/stderr (and its error rows)
+    show neither the secret key, the access key, nor either endpoint."""
+    fs3, fgs = s3_server.fs(), gcs_server.fs()
+    fs3.pipe_file(s3_server.url("leak/in/broken.mp3"), b"not audio")
+    fgs.pipe_file(gcs_server.url("leak/in/broken.flac"), b"not audio either")
+    output = s3_server.url("leak/out")
+    done = run_cli_subprocess(["--input", s3_server.url("leak/in/"), "--input", gcs_server.url("leak/in/**"),
+                               "--output", output], cwd=tmp_path)
+    printed = done.stdout + done.stderr
+    assert done.returncode == 0, printed[-4000:]
+
+    outputs = read_outputs(output)
+    assert sorted(outputs["errors"].column("uri").to_pylist()) == [
+        gcs_server.url("leak/in/broken.flac"), s3_server.url("leak/in/broken.mp3")]
+    written = printed + json.dumps(outputs["errors"].to_pylist())
+    for secret in (S3_SECRET_KEY, S3_ACCESS_KEY):
+        assert secret not in written
+    for store in (s3_server, gcs_server):
+        assert store.endpoint not in written
+        assert not re.search(rf"(127\.0\.0\.1|localhost):{store.port}\b", written), f"endpoint of {store.protocol}"
