@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 import apache_beam as beam
@@ -164,3 +165,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"{PROG}: wrote {', '.join(table_path(output, t) for t in TABLES)}")
     return 0
+
+
+def console_main() -> None:
+    """Entry point of `python -m pipeline` and the console script."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything is written and closed by now; TensorFlow's and Beam's (gRPC) threads would make the
+    # interpreter's shutdown take well over a second more for nothing.
+    os._exit(code)

@@ -77,7 +77,7 @@ def test_wheel_declares_the_console_script_and_the_pins(wheel):
     dist_info = next(n.split("/")[0] for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
     entry_points = wheel.read(f"{dist_info}/entry_points.txt").decode()
     assert re.search(r"^\[console_scripts\]\s*$", entry_points, re.M)
-    assert re.search(r"^musicnn-beam\s*=\s*pipeline\.cli:main\s*$", entry_points, re.M), entry_points
+    assert re.search(r"^musicnn-beam\s*=\s*pipeline\.cli:console_main\s*$", entry_points, re.M), entry_points
     requires = [line.split(":", 1)[1].strip() for line in wheel.read(f"{dist_info}/METADATA").decode().splitlines()
                 if line.startswith("Requires-Dist:") and "extra ==" not in line]
     assert sorted(Requirement(r).name for r in requires) == \

@@ -5,11 +5,14 @@ so decoding and inference can run on different workers.
 """
 from __future__ import annotations
 
+import collections
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterator
 
 import apache_beam as beam
 import fsspec
 import numpy as np
+from apache_beam.transforms.window import GlobalWindows
 
 from models.serving import configure_gpus
 from transforms import features
@@ -40,29 +43,58 @@ def check_usable(audio: DecodedAudio) -> None:
         raise UnusableAudio("Silent", f"peak amplitude {peak:.2e} is below {SILENCE_PEAK:.0e} (-80 dBFS)")
 
 
-def extract(source: InputFile, decoded: DecodedAudio) -> TrackFeatures:
+def features_of(source: InputFile, decoded: DecodedAudio) -> TrackFeatures:
     check_usable(decoded)
     return TrackFeatures(uri=source.uri, mel=features.mel_power(decoded.samples),
                          source_sample_rate=decoded.source_sample_rate, channels=decoded.channels,
                          duration_s=decoded.duration_s, track_id=source.track_id)
 
 
+def extract(source: InputFile) -> TrackFeatures | ErrorRecord:
+    """Read, decode, check and compute the mel of one input; any failure becomes an ErrorRecord
+    naming the stage (a bad file must never fail the run)."""
+    stage = READ
+    try:
+        with fsspec.open(source.uri, "rb") as stream:  # a buffered stream on any filesystem, never read whole
+            stage = DECODE
+            decoded = decode_audio(stream)
+        stage = FEATURES
+        return features_of(source, decoded)
+    except Exception as exc:  # noqa: BLE001
+        return ErrorRecord.from_exception(source, stage, exc)
+
+
 class ExtractFeatures(beam.DoFn):
     """InputFile -> TrackFeatures on the main output, ErrorRecord on the `errors` output.
 
-    The file is read as a stream (fsspec's buffered file on any filesystem), never whole.
+    Up to `prefetch` inputs are decoded ahead on a small thread pool (FFmpeg, soxr and TensorFlow
+    release the GIL), so that decoding overlaps with the inference that runs downstream in the same
+    worker thread; at most `prefetch` decoded tracks wait in memory.
     """
+
+    def __init__(self, prefetch: int = 2):
+        self.prefetch = prefetch
 
     def setup(self):
         configure_gpus()  # the mel runs in TensorFlow: on a GPU worker it must not take all memory
+        self._pool = ThreadPoolExecutor(self.prefetch, thread_name_prefix="extract")
+
+    def start_bundle(self):
+        self._pending: collections.deque[Future] = collections.deque()
+
+    @staticmethod
+    def _output(result: TrackFeatures | ErrorRecord, windowed: bool = False):
+        value = GlobalWindows.windowed_value(result) if windowed else result
+        return beam.pvalue.TaggedOutput(ERRORS, value) if isinstance(result, ErrorRecord) else value
 
     def process(self, source: InputFile) -> Iterator:
-        stage = READ
-        try:
-            with fsspec.open(source.uri, "rb") as stream:
-                stage = DECODE
-                decoded = decode_audio(stream)
-            stage = FEATURES
-            yield extract(source, decoded)
-        except Exception as exc:  # a bad file must never fail the run: it becomes an error row
-            yield beam.pvalue.TaggedOutput(ERRORS, ErrorRecord.from_exception(source, stage, exc))
+        self._pending.append(self._pool.submit(extract, source))
+        while len(self._pending) > self.prefetch or (self._pending and self._pending[0].done()):
+            yield self._output(self._pending.popleft().result())
+
+    def finish_bundle(self) -> Iterator:
+        while self._pending:
+            yield self._output(self._pending.popleft().result(), windowed=True)
+
+    def teardown(self):
+        self._pool.shutdown(wait=False, cancel_futures=True)
