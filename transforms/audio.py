@@ -252,6 +252,10 @@ def _check_truncation(declared_s: float | None, decoded_s: float) -> None:
 
 # --- decoding -----------------------------------------------------------------------------------
 
+# Frames are averaged and resampled in blocks of about 1.5 s at 44.1 kHz: per-frame numpy and soxr
+# calls (an mp3 frame is 1152 samples) cost more than the decoding, and they hold the GIL.
+_BLOCK_SAMPLES = 65536
+
 def _mono_chunks(
     source: Source, container: av.container.InputContainer, stream: av.audio.stream.AudioStream, rate: int,
 ) -> Iterator[np.ndarray]:
@@ -263,6 +267,7 @@ def _mono_chunks(
     """
     converters: dict[tuple[str, str, int], av.AudioResampler] = {}
     produced = False
+    block: list[np.ndarray] = []
     packets = container.demux(stream)
     while True:
         try:
@@ -283,10 +288,14 @@ def _mono_chunks(
         for frame in frames:
             for planar in _to_fltp(frame, rate, converters):
                 produced = True
-                yield _channel_mean(planar)
+                block.append(planar)
+                if sum(p.shape[1] for p in block) >= _BLOCK_SAMPLES:
+                    yield _channel_mean(np.concatenate(block, axis=1))
+                    block = []
     for converter in converters.values():
-        for planar in converter.resample(None) or ():
-            yield _channel_mean(planar)
+        block.extend(converter.resample(None) or ())
+    if block:
+        yield _channel_mean(np.concatenate(block, axis=1))
 
 
 def _more_packets(packets: Iterator[av.Packet]) -> bool:
