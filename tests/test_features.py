@@ -5,7 +5,7 @@ import librosa
 import numpy as np
 import pytest
 
-from tests.reference import librosa_load, librosa_log_mel
+from models.original import librosa_load, librosa_log_mel
 from transforms import features
 
 

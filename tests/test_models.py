@@ -10,7 +10,7 @@ import pytest
 from demo.encode import write_audio
 from demo.synth import synth_music
 from models.registry import known_models, resolve_model
-from tests.reference import librosa_load, librosa_log_mel, original_model, original_patches, original_tags
+from models.original import librosa_load, librosa_log_mel, original_model, original_patches, original_tags
 from transforms.audio import decode_audio
 from transforms.features import mel_power
 from models.serving import LoadedModel

@@ -15,7 +15,7 @@ from models.registry import resolve_model
 from pipeline.cli import main
 from tests.conftest import make_audio
 from tests.test_config import CONFIGS
-from tests.reference import original_tags
+from models.original import original_tags
 from transforms import sinks
 from transforms.features import n_frames, patch_starts
 
