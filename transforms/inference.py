@@ -29,13 +29,14 @@ def predict_tracks(tracks: Sequence[TrackFeatures], model: LoadedModel, patch_fr
                    hop: int) -> list[TrackPrediction]:
     """Run the model over all patches of several tracks at once.
 
-    Each track's float16 mel (T, M) is cut into (P, patch_frames, M) patches; all patches are
-    log-compressed and fed in chunks of model.batch_size; outputs are split per track.
+    Each track's float16 mel (T, M) is cut into (P, patch_frames, M) patches; the patches of all
+    tracks are fed in chunks of model.batch_size, log-compressed a chunk at a time (float32 patches
+    take twice the memory); outputs are split per track.
     """
     chunk = model.batch_size
     cut = [features.to_patches(t.mel, patch_frames, hop) for t in tracks]
-    patches = features.log_compress(np.concatenate([p for p, _ in cut]))
-    outputs = [model(patches[i:i + chunk]) for i in range(0, len(patches), chunk)]
+    patches = np.concatenate([p for p, _ in cut])
+    outputs = [model(features.log_compress(patches[i:i + chunk])) for i in range(0, len(patches), chunk)]
     activations = np.concatenate([a for a, _ in outputs])
     embeddings = np.concatenate([e for _, e in outputs])
     bounds = np.cumsum([0] + [len(p) for p, _ in cut])
