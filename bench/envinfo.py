@@ -4,8 +4,11 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import subprocess
 from importlib import metadata
 from pathlib import Path
+
+from bench.proc import ROOT
 
 PACKAGES = ("tensorflow", "apache-beam", "numpy", "av", "soxr", "librosa", "pyarrow")
 
@@ -65,9 +68,20 @@ def versions_line() -> str:
     return f"Python {platform.python_version()}, {packages}, {ffmpeg_version()}"
 
 
+def code_line() -> str:
+    """The commit measured, and whether the working tree differed from it."""
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + (" (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def heading(title: str) -> str:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return f"## {now}: {title}\n\n- Machine: {machine_line()}\n- Versions: {versions_line()}\n"
+    return (f"## {now}: {title}\n\n- Machine: {machine_line()}\n- Versions: {versions_line()}\n"
+            f"- Code: {code_line()}\n")
 
 
 INTRO = """# Benchmarks
