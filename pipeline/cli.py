@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--patch-hop", type=int, default=None, metavar="FRAMES",
                         help="frames between patch starts (default: the patch length, 187: no overlap)")
     parser.add_argument("--batch-size", type=int, default=None, metavar="PATCHES",
-                        help="patches per model call (default: 64 on CPU, 512 on GPU)")
+                        help="patches per model call (default: 16 on CPU, 512 on GPU)")
     parser.add_argument("--precision", choices=list(PRECISIONS), default="float32",
                         help="float32 (default) gives the original's numbers; bfloat16 is the CPU fast path "
                              "(AVX512-BF16/AMX), float16 the GPU one")

@@ -91,3 +91,13 @@ def test_batching_across_tracks_does_not_change_results(wav16k, tmp_path):
         assert a.track.uri == b.track.uri
         np.testing.assert_allclose(a.activations, b.activations, atol=1e-6)
         np.testing.assert_allclose(a.embeddings, b.embeddings, atol=1e-5)
+
+
+@pytest.mark.parametrize("precision,tolerance", [("bfloat16", 0.02), ("float16", 0.02)])
+def test_reduced_precision_stays_within_tolerance_of_float32(precision, tolerance, reference_patches):
+    path = resolve_model("msd-musicnn").path
+    reference, _ = LoadedModel(path)(reference_patches)
+    fast, embedding = LoadedModel(path, precision)(reference_patches)
+    assert np.abs(fast - reference).max() < tolerance
+    assert 0 < np.abs(fast - reference).max()  # it did run in another precision
+    assert embedding.shape == (len(reference_patches), 200) and np.isfinite(embedding).all()

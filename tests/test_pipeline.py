@@ -138,3 +138,28 @@ def test_bad_arguments_get_one_line_and_nonzero_exit(case, message, tmp_path, wa
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_inference_accelerator_hint_lands_on_the_inference_stage_only():
+    import apache_beam as beam
+
+    from pipeline.graph import Source, TagCatalogue, TagSettings
+
+    hint = "type:nvidia-l4;count:1;install-nvidia-driver"
+    p = beam.Pipeline()
+    _ = p | beam.Create([Source(pattern="x")]) | TagCatalogue(
+        TagSettings(model=resolve_model("msd-musicnn"), patch_hop=187, inference_accelerator=hint))
+    hinted = {}
+
+    class Visitor(beam.pipeline.PipelineVisitor):
+        def enter_composite_transform(self, node):
+            self.visit_transform(node)
+
+        def visit_transform(self, node):
+            accelerator = (node.resource_hints or {}).get("beam:resources:accelerator:v1")
+            if accelerator:
+                hinted[node.full_label] = accelerator
+
+    p.visit(Visitor())
+    assert hinted and all("/Infer" in label for label in hinted), hinted
+    assert set(hinted.values()) == {hint.encode()}
