@@ -16,10 +16,15 @@ Weights = Mapping[str, tf.Tensor]
 BATCH_NORM_EPSILON = 1e-3
 
 
+def batch_norm_affine(weights: Weights, name: str) -> tuple[tf.Tensor, tf.Tensor]:
+    """Inference-time batch normalisation as (scale, offset) per channel: y = x * scale + offset."""
+    scale = weights[f"{name}/gamma"] * tf.math.rsqrt(weights[f"{name}/moving_variance"] + BATCH_NORM_EPSILON)
+    return scale, weights[f"{name}/beta"] - weights[f"{name}/moving_mean"] * scale
+
+
 def batch_norm(x: tf.Tensor, weights: Weights, name: str) -> tf.Tensor:
     """Batch normalisation with the moving statistics, over the last axis of x (any rank)."""
-    scale = weights[f"{name}/gamma"] * tf.math.rsqrt(weights[f"{name}/moving_variance"] + BATCH_NORM_EPSILON)
-    offset = weights[f"{name}/beta"] - weights[f"{name}/moving_mean"] * scale
+    scale, offset = batch_norm_affine(weights, name)
     return x * scale + offset
 
 

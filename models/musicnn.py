@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from models.layers import BATCH_NORM_EPSILON, Weights, batch_norm, conv2d, dense, pad_time
+from models.layers import Weights, batch_norm, batch_norm_affine, conv2d, dense, pad_time
 
 # Layer names are the checkpoint's, in the order the original code creates them.
 _TIMBRAL = (("conv2d", "batch_normalization_1"), ("conv2d_1", "batch_normalization_2"))
@@ -30,11 +30,11 @@ def _conv_bn_freq_max(x: tf.Tensor, weights: Weights, conv: str, bn: str, paddin
     negating those channels' kernels (exact: negation commutes with every rounding).
     """
     kernel = weights[f"{conv}/kernel"]
-    scale = weights[f"{bn}/gamma"] * tf.math.rsqrt(weights[f"{bn}/moving_variance"] + BATCH_NORM_EPSILON)
+    scale, offset = batch_norm_affine(weights, bn)
     sign = tf.where(scale < 0, -1.0, 1.0)
     raw = tf.nn.conv2d(tf.cast(x, kernel.dtype), kernel * tf.cast(sign, kernel.dtype), strides=1, padding=padding)
     extreme = tf.cast(tf.reduce_max(raw, axis=2), tf.float32) * sign
-    return batch_norm(tf.nn.relu(tf.nn.bias_add(extreme, weights[f"{conv}/bias"])), weights, bn)
+    return tf.nn.relu(tf.nn.bias_add(extreme, weights[f"{conv}/bias"])) * scale + offset
 
 
 def frontend(x: tf.Tensor, weights: Weights) -> tf.Tensor:

@@ -127,10 +127,10 @@ def run(argv: list[str]) -> str:
     except ConfigError as exc:
         raise UsageError(str(exc)) from exc
     args, beam_args = parser.parse_known_args(argv)
+    options, local_runner = pipeline_options(beam_args)
     try:
         model = resolve_model(args.model)
-        runner = PipelineOptions(beam_args).view_as(StandardOptions).runner
-        if model.is_named and runner in LOCAL_RUNNERS:
+        if model.is_named and options.view_as(StandardOptions).runner in LOCAL_RUNNERS:
             model.local_path()  # fail now, not on the worker, when the model was never converted
     except ModelNotFound as exc:
         raise UsageError(str(exc)) from exc
@@ -144,7 +144,6 @@ def run(argv: list[str]) -> str:
     # TensorFlow comes in only now: its start-up chatter on stderr would bury a one-line usage error.
     from pipeline.graph import Source, TagCatalogue, TagSettings, WriteOutputs
 
-    options, local_runner = pipeline_options(beam_args)
     settings = TagSettings(model=model, patch_hop=patch_hop, batch_size=args.batch_size, precision=args.precision,
                            inference_accelerator=args.inference_accelerator)
     sources = [Source(pattern=p) for p in args.input] + [Source(manifest=m) for m in args.manifest]

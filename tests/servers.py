@@ -205,16 +205,20 @@ _GCS_ISOLATION = {"GOOGLE_CLOUD_PROJECT": "musicnn-test"}
 
 
 @contextmanager
-def s3_store(bucket: str = BUCKET) -> Iterator[Store]:
-    port = free_port()
-    endpoint = f"http://{HOST}:{port}"
-    server = Server("moto_server", [_console_script("moto_server"), "-H", HOST, "-p", str(port)], port)
-    with running(server, lambda: http_ok(f"{endpoint}/moto-api/")):
-        env = s3_env(endpoint)
-        with environment({**_S3_ISOLATION, **env}):
-            store = Store("s3", bucket, endpoint, port, env, server)
+def _store(protocol: str, bucket: str, server: Server, ready_path: str, env: dict[str, str],
+           isolation: dict[str, str | None]) -> Iterator[Store]:
+    """Run a storage server, point the environment at it, create the bucket."""
+    with running(server, lambda: http_ok(f"http://{HOST}:{server.port}{ready_path}")):
+        with environment({**isolation, **env}):
+            store = Store(protocol, bucket, f"http://{HOST}:{server.port}", server.port, env, server)
             store.fs().mkdir(bucket)
             yield store
+
+
+def s3_store(bucket: str = BUCKET):
+    port = free_port()
+    server = Server("moto_server", [_console_script("moto_server"), "-H", HOST, "-p", str(port)], port)
+    return _store("s3", bucket, server, "/moto-api/", s3_env(f"http://{HOST}:{port}"), _S3_ISOLATION)
 
 
 # gcp-storage-emulator lacks objects.move (POST .../o/SRC/moveTo/o/DEST), which real GCS serves and which
@@ -245,19 +249,12 @@ main(sys.argv[1:])
 """
 
 
-@contextmanager
-def gcs_store(bucket: str = BUCKET) -> Iterator[Store]:
+def gcs_store(bucket: str = BUCKET):
     port = free_port()
-    endpoint = f"http://{HOST}:{port}"
     server = Server("gcp-storage-emulator",
                     [sys.executable, "-c", _GCS_EMULATOR_LAUNCHER, "start", "--host", HOST, "--port", str(port),
                      "--in-memory"], port)
-    with running(server, lambda: http_ok(f"{endpoint}/storage/v1/b")):
-        env = gcs_env(endpoint)
-        with environment({**_GCS_ISOLATION, **env}):
-            store = Store("gs", bucket, endpoint, port, env, server)
-            store.fs().mkdir(bucket)
-            yield store
+    return _store("gs", bucket, server, "/storage/v1/b", gcs_env(f"http://{HOST}:{port}"), _GCS_ISOLATION)
 
 
 @pytest.fixture(scope="session")
