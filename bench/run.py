@@ -10,6 +10,7 @@ total decoded duration of its files. The table is printed and appended to BENCHM
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shutil
 import subprocess
@@ -45,11 +46,6 @@ class Row:
 
 # --- measurements ------------------------------------------------------------------------------
 
-def cli_supports_precision() -> bool:
-    done = subprocess.run(python_module("pipeline", "--help"), cwd=ROOT, capture_output=True, text=True)
-    return "--precision" in done.stdout
-
-
 def run_json(module: str, args: list[str], log: str) -> dict:
     """A helper subprocess whose JSON result we need (keeps pyarrow and the synthesis out of this process)."""
     return run_worker(module, args, LOGS / log)[1]
@@ -80,9 +76,20 @@ def measure_cli(label: str, inputs: list[Path], name: str, extra: list[str], aud
     return Row(label, tagged_s or None, measured.wall_s, measured.cpu_s, measured.peak_rss_mib, note), output
 
 
-def measure_stage(stage: str, label: str, files: list[Path]) -> tuple[Row, dict]:
-    measured, result = run_worker("bench.stages", [stage, *map(str, files)], LOGS / f"stage-{stage}.log")
-    return Row(label, result["audio_s"], result["seconds"], result["cpu_s"], measured.peak_rss_mib, "stage only"), result
+def measure_stage(stage: str, label: str, files: list[Path], extra: tuple[str, ...] = ()) -> Row:
+    measured, result = run_worker("bench.stages", [*extra, stage, *map(str, files)],
+                                  LOGS / f"stage-{stage}{''.join(extra)}.log")
+    return Row(label, result["audio_s"], result["seconds"], result["cpu_s"], measured.peak_rss_mib, "stage only")
+
+
+def twice(files: list[Path]) -> Path:
+    """A folder holding every corpus file under two names: the CLI tags it as twice the corpus."""
+    folder = OUT_DIR / "corpus-twice"
+    folder.mkdir()
+    for copy in ("a", "b"):
+        for f in files:
+            os.link(f, folder / f"{copy}-{f.name}")
+    return folder
 
 
 def measure_model(precision: str) -> list[Row]:
@@ -144,12 +151,15 @@ def derived_lines(rows: list[Row]) -> list[str]:
         lines.append(f"- Pipeline efficiency, bfloat16: {cli_bf16.rate:.1f} / {best_bf16.rate:.1f} = "
                      f"**{cli_bf16.rate / best_bf16.rate:.2f}**")
     startup = next((r for r in rows if r.what.startswith("(a0)") and r.wall_s), None)
-    for run, model in ((cli, best), (cli_bf16, best_bf16)):
-        if run and model and startup and run.wall_s > startup.wall_s:
-            steady = run.audio_s / (run.wall_s - startup.wall_s)
-            lines.append(f"- Past the fixed start-up ({startup.wall_s:.1f} s, row a0), {run.what.split(',')[0][4:]}"
-                         f"{', bfloat16' if run is cli_bf16 else ''}: {steady:.1f} audio-s/s = "
-                         f"**{steady / model.rate:.2f}** of the model alone")
+    if cli and startup:
+        lines.append(f"- Of (a)'s {cli.wall_s:.1f} s, {startup.wall_s:.1f} s are the fixed start-up (row a0): imports, "
+                     f"model load, runner")
+    doubled = find(rows, "(a2) our CLI")
+    if cli and doubled and best and doubled.wall_s > cli.wall_s:
+        steady = (doubled.audio_s - cli.audio_s) / (doubled.wall_s - cli.wall_s)
+        lines.append(f"- Steady state, the second corpus's worth in (a2) over (a): ({doubled.audio_s:,.0f} - "
+                     f"{cli.audio_s:,.0f}) audio s / ({doubled.wall_s:.1f} - {cli.wall_s:.1f}) s = {steady:.1f} "
+                     f"audio-s/s = **{steady / best.rate:.2f}** of the model alone (float32)")
     return lines
 
 
@@ -179,22 +189,21 @@ def main(argv: list[str] | None = None) -> int:
 
     print("Measuring (each in a fresh process):", flush=True)
     rows: list[Row] = []
-    decode_rows = attempt("decode", lambda: [measure_stage("decode", "(c) decode + resample alone (1 thread)", files)[0]])
+    decode_rows = attempt("decode", lambda: [measure_stage("decode", "(c) decode + resample alone (1 thread)", files)])
     audio_s = decode_rows[0].audio_s  # the corpus's total decoded duration
     rows += attempt("original", lambda: measure_original(files, audio_s))
     rows += attempt("CLI", lambda: [measure_cli("(a) our CLI, defaults, whole process", [corpus_dir], "cli-float32", [], audio_s)[0]])
     rows += attempt("CLI start-up", lambda: [measure_cli("(a0) our CLI, defaults, one 3-s clip: the fixed start-up cost",
                                                          [startup_clip], "cli-startup", [], None)[0]])
-    precision = cli_supports_precision()
-    precision_notes: list[str] = []
-    if precision:
-        rows += attempt("CLI bfloat16", lambda: [measure_cli("(e) our CLI, --precision bfloat16, whole process", [corpus_dir],
-                                                             "cli-bfloat16", ["--precision", "bfloat16"], audio_s)[0]])
-        precision_notes = precision_difference(OUT_DIR / "cli-float32", OUT_DIR / "cli-bfloat16")
-    else:
-        rows.append(Row("(e) our CLI, --precision bfloat16: skipped", note="`python -m pipeline --help` has no --precision yet"))
+    rows += attempt("CLI, corpus twice", lambda: [measure_cli(f"(a2) our CLI, defaults, the corpus twice ({2 * len(files)} files)",
+                                                              [twice(files)], "cli-twice", [], 2 * audio_s)[0]])
+    rows += attempt("CLI bfloat16", lambda: [measure_cli("(e) our CLI, --precision bfloat16, whole process", [corpus_dir],
+                                                         "cli-bfloat16", ["--precision", "bfloat16"], audio_s)[0]])
+    precision_notes = precision_difference(OUT_DIR / "cli-float32", OUT_DIR / "cli-bfloat16")
     rows += decode_rows
-    rows += attempt("features", lambda: [measure_stage("features", "(c) features alone (mel_power + log_compress)", files)[0]])
+    rows += attempt("decode, 2 threads", lambda: [measure_stage("decode", "(c) decode + resample, 2 threads in one process",
+                                                                files, ("--threads", "2"))])
+    rows += attempt("features", lambda: [measure_stage("features", "(c) features alone (mel_power + log_compress)", files)])
     rows += attempt("model float32", lambda: measure_model("float32"))
     rows += attempt("model bfloat16", lambda: measure_model("bfloat16"))
     for minutes, path in long_tracks:

@@ -1,6 +1,7 @@
 """Stage-by-stage measurements, one stage per process (run by bench.run, each in a fresh subprocess).
 
-    python -m bench.stages decode FILE...     decode + downmix + resample to 16 kHz, sequentially, one thread
+    python -m bench.stages decode [--threads N] FILE...
+                                              decode + downmix + resample to 16 kHz (one thread unless N)
     python -m bench.stages features FILE...   decode first (untimed), then time mel_power + log_compress
     python -m bench.stages model [--batches 1,8,32] [--precision float32] [--min-seconds 3]
                                               the converted model alone on (N, 187, 96) float32 patches,
@@ -11,7 +12,6 @@ Each prints and (with --result FILE) writes a JSON result; only the stage itself
 from __future__ import annotations
 
 import argparse
-import inspect
 import time
 from typing import Callable
 
@@ -22,12 +22,17 @@ N_MELS = 96
 AUDIO_S_PER_PATCH = PATCH_FRAMES * 256 / 16000  # 2.992 s
 
 
-def decode_stage(files: list[str]) -> dict:
+def decode_stage(files: list[str], threads: int = 1) -> dict:
+    """Decode every file; with threads > 1 on a thread pool, as the extract DoFn and Beam's worker
+    threads decode: how far decoding scales within one Python process (the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from transforms.audio import decode_audio
     start, cpu = time.perf_counter(), time.process_time()
-    durations = [decode_audio(path).duration_s for path in files]
+    with ThreadPoolExecutor(threads) as pool:
+        durations = [decoded.duration_s for decoded in pool.map(decode_audio, files)]
     return {"audio_s": float(sum(durations)), "seconds": time.perf_counter() - start,
-            "cpu_s": time.process_time() - cpu, "durations": durations}
+            "cpu_s": time.process_time() - cpu, "durations": durations, "threads": threads}
 
 
 def features_stage(files: list[str]) -> dict:
@@ -41,22 +46,10 @@ def features_stage(files: list[str]) -> dict:
             "seconds": time.perf_counter() - start, "cpu_s": time.process_time() - cpu}
 
 
-def supports_precision() -> bool:
-    from transforms.inference import LoadedModel
-    return "precision" in inspect.signature(LoadedModel).parameters
-
-
 def load_model(name: str, precision: str) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """transforms.inference.LoadedModel of a registered model; precision other than float32 only
-    where LoadedModel takes a `precision` argument (raises NotImplementedError otherwise)."""
     from models.registry import resolve_model
-    from transforms.inference import LoadedModel
-    path = resolve_model(name).path
-    if precision == "float32" and not supports_precision():
-        return LoadedModel(path)
-    if not supports_precision():
-        raise NotImplementedError("LoadedModel has no precision argument yet")
-    return LoadedModel(path, precision=precision)
+    from models.serving import LoadedModel
+    return LoadedModel(resolve_model(name).path, precision=precision)
 
 
 def random_patches(n: int, seed: int = 0) -> np.ndarray:
@@ -102,8 +95,6 @@ def time_batches(model: Callable, batches: list[int], min_seconds: float, rounds
 def model_stage(name: str, batches: list[int], precision: str, min_seconds: float) -> dict:
     try:
         model = load_model(name, precision)
-    except NotImplementedError as error:
-        return {"skipped": str(error), "precision": precision, "rows": []}
     except KeyError as error:  # a SavedModel converted before it had this precision's signature
         return {"skipped": f"the converted model has no {error} signature (run `make models`)",
                 "precision": precision, "rows": []}
@@ -123,12 +114,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", default="1,8,32,64,128,256")
     parser.add_argument("--precision", default="float32")
     parser.add_argument("--min-seconds", type=float, default=3.0)
+    parser.add_argument("--threads", type=int, default=1, help="decode: threads decoding at once")
     parser.add_argument("--result")
     args = parser.parse_args(argv)
     if args.stage in ("decode", "features") and not args.files:
         parser.error(f"{args.stage} needs files")
     if args.stage == "decode":
-        result = decode_stage(args.files)
+        result = decode_stage(args.files, args.threads)
     elif args.stage == "features":
         result = features_stage(args.files)
     else:

@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--inference-accelerator", metavar="HINT", default=None,
                         help="Beam resource hint for the inference stage only, e.g. "
                              "'type:nvidia-l4;count:1;install-nvidia-driver'")
+    parser.add_argument("--model-copies", type=int, default=None, metavar="N",
+                        help="load N models per machine, shared by all its worker processes (Beam's "
+                             "model_copies), e.g. 1 for one GPU fed by a decoding process per core "
+                             "(default: one model per worker process)")
     parser.add_argument("--overwrite", action="store_true", help="replace results already in --output")
     parser.add_argument("--config", metavar="FILE", help="a YAML run profile (configs/); flags given here override it")
     return parser
@@ -135,8 +139,8 @@ def run(argv: list[str]) -> str:
     except ModelNotFound as exc:
         raise UsageError(str(exc)) from exc
     patch_hop = args.patch_hop or model.patch_frames
-    if patch_hop < 1 or (args.batch_size is not None and args.batch_size < 1):
-        raise UsageError("--patch-hop and --batch-size must be positive")
+    if patch_hop < 1 or any(n is not None and n < 1 for n in (args.batch_size, args.model_copies)):
+        raise UsageError("--patch-hop, --batch-size and --model-copies must be positive")
     check_sources(args.input, args.manifest)
     prepare_output(args.output, args.overwrite)
     write_model_metadata(args.output, model.metadata)
@@ -145,7 +149,7 @@ def run(argv: list[str]) -> str:
     from pipeline.graph import Source, TagCatalogue, TagSettings, WriteOutputs
 
     settings = TagSettings(model=model, patch_hop=patch_hop, batch_size=args.batch_size, precision=args.precision,
-                           inference_accelerator=args.inference_accelerator)
+                           inference_accelerator=args.inference_accelerator, model_copies=args.model_copies)
     sources = [Source(pattern=p) for p in args.input] + [Source(manifest=m) for m in args.manifest]
     with beam.Pipeline(runner=local_runner, options=options) as p:
         tables = (p

@@ -27,6 +27,7 @@ class TagSettings:
     batch_size: Optional[int] = None  # patches per model call; None: chosen by the device
     precision: str = "float32"
     inference_accelerator: Optional[str] = None  # a Beam resource hint for the inference stage
+    model_copies: Optional[int] = None  # models per machine shared by its worker processes; None: one per process
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,8 @@ class TagCatalogue(beam.PTransform):
                   | "Distinct" >> beam.Distinct()
                   | "AsInputFile" >> beam.MapTuple(InputFile))
         extracted = inputs | "Extract" >> beam.ParDo(ExtractFeatures()).with_outputs(ERRORS, main="features")
-        handler = TaggerModelHandler(s.model, patch_hop=s.patch_hop, batch_size=s.batch_size, precision=s.precision)
+        handler = TaggerModelHandler(s.model, patch_hop=s.patch_hop, batch_size=s.batch_size, precision=s.precision,
+                                     model_copies=s.model_copies)
         infer = RunInference(handler).with_exception_handling()
         if s.inference_accelerator:
             infer = infer.with_resource_hints(accelerator=s.inference_accelerator)

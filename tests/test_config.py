@@ -43,7 +43,9 @@ def test_profiles_say_what_they_are_for():
 
     args, dataflow = parse("dataflow-gpu")
     assert dataflow.view_as(StandardOptions).runner == "DataflowRunner"
-    assert {"use_runner_v2", "no_use_multiple_sdk_containers"} <= set(dataflow.view_as(DebugOptions).experiments)
+    assert "use_runner_v2" in dataflow.view_as(DebugOptions).experiments
+    assert "no_use_multiple_sdk_containers" not in dataflow.view_as(DebugOptions).experiments
+    assert args.model_copies == 1  # the SDK processes (one per vCPU) share one model on the GPU
     assert any("worker_accelerator=type:nvidia" in o and "install-nvidia-driver" in o
                for o in dataflow.view_as(GoogleCloudOptions).dataflow_service_options)
     assert dataflow.view_as(WorkerOptions).machine_type.startswith("g2-")

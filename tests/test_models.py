@@ -14,7 +14,7 @@ from models.original import librosa_load, librosa_log_mel, original_model, origi
 from transforms.audio import decode_audio
 from transforms.features import mel_power
 from models.serving import LoadedModel
-from transforms.inference import predict_tracks
+from transforms.inference import PatchTagger, predict_tracks
 from transforms.records import TrackFeatures
 
 
@@ -48,7 +48,7 @@ def _our_tags(path: str, name: str = "msd-musicnn") -> tuple[np.ndarray, np.ndar
     track = TrackFeatures(path, mel_power(decoded.samples), decoded.source_sample_rate, decoded.channels,
                           decoded.duration_s)
     spec = resolve_model(name)
-    (prediction,) = predict_tracks([track], LoadedModel(spec.path), spec.patch_frames, spec.patch_frames)
+    (prediction,) = predict_tracks([track], PatchTagger(LoadedModel(spec.path)), spec.patch_frames, spec.patch_frames)
     return prediction.activations, prediction.embeddings
 
 
@@ -85,8 +85,8 @@ def test_batching_across_tracks_does_not_change_results(wav16k, tmp_path):
     for path in (wav16k, other):
         d = decode_audio(path)
         tracks.append(TrackFeatures(path, mel_power(d.samples), 16000, 1, d.duration_s))
-    together = predict_tracks(tracks, LoadedModel(spec.path, batch_size=5), 187, 187)
-    alone = [predict_tracks([t], LoadedModel(spec.path, batch_size=64), 187, 187)[0] for t in tracks]
+    together = predict_tracks(tracks, PatchTagger(LoadedModel(spec.path, batch_size=5)), 187, 187)
+    alone = [predict_tracks([t], PatchTagger(LoadedModel(spec.path, batch_size=64)), 187, 187)[0] for t in tracks]
     for a, b in zip(together, alone):
         assert a.track.uri == b.track.uri
         np.testing.assert_allclose(a.activations, b.activations, atol=1e-6)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -118,8 +119,27 @@ def test_patch_hop_glob_manifest_profile_and_other_model(catalogue, tmp_path):
     assert [(Path(r["uri"]).name, r["track_id"]) for r in read(output, "errors").to_pylist()] == [("empty.mp3", "T-empty")]
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, timeout=120)
+def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, timeout=120,
+                          env=env)
+
+
+def test_one_model_shared_by_worker_processes(catalogue, run_output, tmp_path):
+    """--model-copies 1 with two worker processes: one model, hosted by one process and called by both
+    through Beam's proxy (its address file, one per copy, is in TMPDIR); the tags are unchanged."""
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    output = tmp_path / "out"
+    result = _cli("--input", str(catalogue / "nested"), "--output", str(output), "--model-copies", "1",
+                  "--direct_running_mode=multi_processing", "--direct_num_workers=2",
+                  env={**os.environ, "TMPDIR": str(shared)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len([f for f in shared.glob("*.address") if "model_status" not in f.name]) == 1
+    expected = {r["uri"]: r for r in read(run_output, "tracks").to_pylist()}
+    rows = read(output, "tracks").to_pylist()
+    assert sorted(Path(r["uri"]).name for r in rows) == ["stereo_44k.flac", "stereo_48k.mp3"]
+    for row in rows:
+        np.testing.assert_allclose(row["activations"], expected[row["uri"]]["activations"], rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("case,message", [

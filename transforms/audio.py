@@ -268,6 +268,7 @@ def _mono_chunks(
     converters: dict[tuple[str, str, int], av.AudioResampler] = {}
     produced = False
     block: list[np.ndarray] = []
+    block_samples = 0
     packets = container.demux(stream)
     while True:
         try:
@@ -289,9 +290,10 @@ def _mono_chunks(
             for planar in _to_fltp(frame, rate, converters):
                 produced = True
                 block.append(planar)
-                if sum(p.shape[1] for p in block) >= _BLOCK_SAMPLES:
+                block_samples += planar.shape[1]
+                if block_samples >= _BLOCK_SAMPLES:
                     yield _channel_mean(np.concatenate(block, axis=1))
-                    block = []
+                    block, block_samples = [], 0
     for converter in converters.values():
         block.extend(converter.resample(None) or ())
     if block:

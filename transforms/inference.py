@@ -8,7 +8,7 @@ and shares it between the process's threads.
 from __future__ import annotations
 
 import functools
-from typing import Any, Iterable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
@@ -25,50 +25,69 @@ def count_patches(track: TrackFeatures, patch_frames: int, hop: int) -> int:
     return len(features.patch_starts(track.mel.shape[0], patch_frames, hop))
 
 
-def predict_tracks(tracks: Sequence[TrackFeatures], model: LoadedModel, patch_frames: int,
-                   hop: int) -> list[TrackPrediction]:
+class PatchTagger:
+    """The model as RunInference holds it: float16 mel patches (N, frames, mels), any N ->
+    activations (N, classes) and embeddings (N, dim), float32.
+
+    Patches are log-compressed and run model.batch_size at a time (float32 patches take twice the
+    memory). It is a plain callable taking a whole batch: through Beam's cross-process proxy
+    (--model-copies) that is one round trip a batch, and half the bytes of float32 input.
+    """
+
+    def __init__(self, model: LoadedModel):
+        self.model = model
+
+    def __call__(self, mel_patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        chunk = self.model.batch_size
+        outputs = [self.model(features.log_compress(mel_patches[i:i + chunk]))
+                   for i in range(0, len(mel_patches), chunk)]
+        return np.concatenate([a for a, _ in outputs]), np.concatenate([e for _, e in outputs])
+
+
+def predict_tracks(tracks: Sequence[TrackFeatures], tagger: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+                   patch_frames: int, hop: int) -> list[TrackPrediction]:
     """Run the model over all patches of several tracks at once.
 
     Each track's float16 mel (T, M) is cut into (P, patch_frames, M) patches; the patches of all
-    tracks are fed in chunks of model.batch_size, log-compressed a chunk at a time (float32 patches
-    take twice the memory); outputs are split per track.
+    tracks go to the tagger (a PatchTagger, or Beam's proxy of one) in one call; outputs are split
+    per track.
     """
-    chunk = model.batch_size
     cut = [features.to_patches(t.mel, patch_frames, hop) for t in tracks]
-    patches = np.concatenate([p for p, _ in cut])
-    outputs = [model(features.log_compress(patches[i:i + chunk])) for i in range(0, len(patches), chunk)]
-    activations = np.concatenate([a for a, _ in outputs])
-    embeddings = np.concatenate([e for _, e in outputs])
+    activations, embeddings = tagger(np.concatenate([p for p, _ in cut]))
     bounds = np.cumsum([0] + [len(p) for p, _ in cut])
     return [TrackPrediction(track=t, activations=activations[lo:hi], embeddings=embeddings[lo:hi],
                             patch_starts=features.patch_starts(t.mel.shape[0], patch_frames, hop), padded=padded)
             for t, (_, padded), lo, hi in zip(tracks, cut, bounds[:-1], bounds[1:])]
 
 
-class TaggerModelHandler(ModelHandler[TrackFeatures, TrackPrediction, LoadedModel]):
+class TaggerModelHandler(ModelHandler[TrackFeatures, TrackPrediction, PatchTagger]):
     """RunInference's view of a converted MusiCNN/VGG SavedModel.
 
     batch_size: patches per model call (None: chosen by the device the worker has). BatchElements
     gathers tracks into batches of MIN_BATCH_PATCHES to MAX_BATCH_PATCHES patches (its adaptive size
     counts patches, through element_size_fn); a longer track comes alone.
+    model_copies: None loads one model per worker process, shared by its threads. A number loads
+    that many per machine, in one of the worker processes, and the machine's other worker processes
+    call them through Beam's proxy: one model on a GPU fed by many decoding processes.
     """
 
     MIN_BATCH_PATCHES = 64
     MAX_BATCH_PATCHES = 2048
 
     def __init__(self, model: ModelSpec, patch_hop: int, batch_size: Optional[int] = None,
-                 precision: str = "float32"):
+                 precision: str = "float32", model_copies: Optional[int] = None):
         self.model = model
         self.patch_hop = patch_hop
         self.batch_size = batch_size
         self.precision = precision
         super().__init__(min_batch_size=self.MIN_BATCH_PATCHES, max_batch_size=self.MAX_BATCH_PATCHES,
-                         element_size_fn=functools.partial(count_patches, patch_frames=model.patch_frames, hop=patch_hop))
+                         element_size_fn=functools.partial(count_patches, patch_frames=model.patch_frames, hop=patch_hop),
+                         model_copies=model_copies)
 
-    def load_model(self) -> LoadedModel:
-        return LoadedModel(self.model.local_path(), self.precision, self.batch_size)
+    def load_model(self) -> PatchTagger:
+        return PatchTagger(LoadedModel(self.model.local_path(), self.precision, self.batch_size))
 
-    def run_inference(self, batch: Sequence[TrackFeatures], model: LoadedModel,
+    def run_inference(self, batch: Sequence[TrackFeatures], model: PatchTagger,
                       inference_args: Optional[dict[str, Any]] = None) -> Iterable[TrackPrediction]:
         return predict_tracks(batch, model, self.model.patch_frames, self.patch_hop)
 
