@@ -13,7 +13,6 @@ import argparse
 import os
 import resource
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path

@@ -3,7 +3,8 @@
 Batches span tracks: RunInference's BatchElements groups TrackFeatures weighted by their patch
 count; the handler cuts every track into patches, runs all of them through the model in fixed-size
 chunks and splits the outputs back per track. RunInference loads the model once per worker process
-and shares it between the process's threads.
+and shares it between the process's threads, or (model_copies) once per machine for all its
+worker processes.
 """
 from __future__ import annotations
 
