@@ -49,7 +49,7 @@ def features_stage(files: list[str]) -> dict:
 def load_model(name: str, precision: str) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
     from models.registry import resolve_model
     from models.serving import LoadedModel
-    return LoadedModel(resolve_model(name).path, precision=precision)
+    return LoadedModel(resolve_model(name).local_path(), precision=precision)
 
 
 def random_patches(n: int, seed: int = 0) -> np.ndarray:

@@ -58,10 +58,6 @@ class ModelSpec:
         return self.metadata["patch_frames"]
 
     @property
-    def path(self) -> str:
-        return self.local_path()
-
-    @property
     def is_named(self) -> bool:
         return self.source in known_models()
 

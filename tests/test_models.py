@@ -26,7 +26,7 @@ def reference_patches(wav16k) -> np.ndarray:
 @pytest.mark.parametrize("name", known_models())
 def test_converted_model_equals_original_graph(name, reference_patches):
     spec = resolve_model(name)
-    ours_a, ours_e = LoadedModel(spec.path)(reference_patches)
+    ours_a, ours_e = LoadedModel(spec.local_path())(reference_patches)
     theirs_a, theirs_e = original_model(name)(reference_patches)
     assert ours_a.shape == (len(reference_patches), len(spec.classes))
     assert ours_e.shape == theirs_e.shape == (len(reference_patches), spec.metadata["outputs"][1]["shape"][1])
@@ -37,7 +37,7 @@ def test_converted_model_equals_original_graph(name, reference_patches):
 @pytest.mark.parametrize("name", known_models())
 def test_metadata_describes_the_model(name):
     spec = resolve_model(name)
-    assert json.loads(Path(spec.path, "model.json").read_text()) == spec.metadata
+    assert json.loads(Path(spec.local_path(), "model.json").read_text()) == spec.metadata
     assert spec.name == name and len(spec.classes) == len(set(spec.classes)) == 50
     assert spec.patch_frames == 187 and spec.metadata["sample_rate"] == 16000
     assert [o["name"] for o in spec.metadata["outputs"]] == ["activations", "embedding"]
@@ -48,7 +48,7 @@ def _our_tags(path: str, name: str = "msd-musicnn") -> tuple[np.ndarray, np.ndar
     track = TrackFeatures(path, mel_power(decoded.samples), decoded.source_sample_rate, decoded.channels,
                           decoded.duration_s)
     spec = resolve_model(name)
-    (prediction,) = predict_tracks([track], PatchTagger(LoadedModel(spec.path)), spec.patch_frames, spec.patch_frames)
+    (prediction,) = predict_tracks([track], PatchTagger(LoadedModel(spec.local_path())), spec.patch_frames, spec.patch_frames)
     return prediction.activations, prediction.embeddings
 
 
@@ -85,8 +85,8 @@ def test_batching_across_tracks_does_not_change_results(wav16k, tmp_path):
     for path in (wav16k, other):
         d = decode_audio(path)
         tracks.append(TrackFeatures(path, mel_power(d.samples), 16000, 1, d.duration_s))
-    together = predict_tracks(tracks, PatchTagger(LoadedModel(spec.path, batch_size=5)), 187, 187)
-    alone = [predict_tracks([t], PatchTagger(LoadedModel(spec.path, batch_size=64)), 187, 187)[0] for t in tracks]
+    together = predict_tracks(tracks, PatchTagger(LoadedModel(spec.local_path(), batch_size=5)), 187, 187)
+    alone = [predict_tracks([t], PatchTagger(LoadedModel(spec.local_path(), batch_size=64)), 187, 187)[0] for t in tracks]
     for a, b in zip(together, alone):
         assert a.track.uri == b.track.uri
         np.testing.assert_allclose(a.activations, b.activations, atol=1e-6)
@@ -95,7 +95,7 @@ def test_batching_across_tracks_does_not_change_results(wav16k, tmp_path):
 
 @pytest.mark.parametrize("precision,tolerance", [("bfloat16", 0.02), ("float16", 0.02)])
 def test_reduced_precision_stays_within_tolerance_of_float32(precision, tolerance, reference_patches):
-    path = resolve_model("msd-musicnn").path
+    path = resolve_model("msd-musicnn").local_path()
     reference, _ = LoadedModel(path)(reference_patches)
     fast, embedding = LoadedModel(path, precision)(reference_patches)
     assert np.abs(fast - reference).max() < tolerance

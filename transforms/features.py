@@ -108,12 +108,15 @@ def log_mel(samples: np.ndarray) -> np.ndarray:
     return log_compress(mel_power(samples))
 
 
+def n_patches(total_frames: int, patch_frames: int, hop: int) -> int:
+    """How many patches patch_starts gives, without building them."""
+    return 1 if total_frames <= patch_frames else (total_frames - patch_frames) // hop + 1
+
+
 def patch_starts(total_frames: int, patch_frames: int, hop: int) -> np.ndarray:
     """First frame of each patch: non-overlapping when hop == patch_frames, the last partial one
     dropped; one patch (at 0) when the track is shorter than a patch. Returns (P,) int64."""
-    if total_frames <= patch_frames:
-        return np.zeros(1, dtype=np.int64)
-    return np.arange(0, total_frames - patch_frames + 1, hop, dtype=np.int64)
+    return np.arange(n_patches(total_frames, patch_frames, hop), dtype=np.int64) * hop
 
 
 def to_patches(frames: np.ndarray, patch_frames: int, hop: int) -> tuple[np.ndarray, bool]:
@@ -126,6 +129,5 @@ def to_patches(frames: np.ndarray, patch_frames: int, hop: int) -> tuple[np.ndar
     if total < patch_frames:
         reps = -(-patch_frames // total)
         return np.tile(frames, (reps, 1))[None, :patch_frames], True
-    windows = np.lib.stride_tricks.sliding_window_view(frames, patch_frames, axis=0)  # (T-pf+1, M, pf)
-    starts = patch_starts(total, patch_frames, hop)
-    return np.ascontiguousarray(windows[starts].transpose(0, 2, 1)), False
+    rows = patch_starts(total, patch_frames, hop)[:, None] + np.arange(patch_frames)  # (P, patch_frames)
+    return frames[rows], False  # one gather: a contiguous copy, already in (P, frames, mels) order

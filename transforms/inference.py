@@ -23,7 +23,7 @@ TOP_K = 5
 
 
 def count_patches(track: TrackFeatures, patch_frames: int, hop: int) -> int:
-    return len(features.patch_starts(track.mel.shape[0], patch_frames, hop))
+    return features.n_patches(track.mel.shape[0], patch_frames, hop)
 
 
 class PatchTagger:
