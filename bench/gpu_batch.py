@@ -4,7 +4,7 @@
                               [--precision float32,float16,bfloat16] [--quick] [--append] [--out BENCHMARKS.md]
 
 The converted model (transforms.inference.LoadedModel, one serving signature per precision) is fed
-float32 (N, 187, 96) patches from host memory each call, as the pipeline does, so host-to-device
+float32 (N, frames, mels) patches from host memory each call, as the pipeline does, so host-to-device
 copies are included. Each batch size is warmed up once, then timed for --min-seconds. A precision the
 converted model has no signature for is reported as skipped; a batch that runs out of device memory
 ends that precision's sweep. --quick: batches 1,8,32 and 0.3 s each (a smoke test on a CPU).
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bench import envinfo
 from bench.proc import ROOT
-from bench.stages import AUDIO_S_PER_PATCH, load_model, parse_batches, time_batch
+from bench.stages import load_model, parse_batches, recipe_of, time_batch
 
 DEFAULT_BATCHES = "1,8,32,64,128,256,512,1024"
 QUICK_BATCHES = "1,8,32"
@@ -49,7 +49,7 @@ def sweep(model_name: str, precision: str, batches: list[int], min_seconds: floa
     rows = []
     for batch in batches:
         try:
-            row = time_batch(model, batch, min_seconds)
+            row = time_batch(model, recipe_of(model_name), batch, min_seconds)
         except tf.errors.ResourceExhaustedError:
             rows.append({"precision": precision, "batch": batch, "note": "out of device memory; larger batches skipped"})
             break
@@ -86,13 +86,15 @@ def main(argv: list[str] | None = None) -> int:
     batches = parse_batches(args.batches or (QUICK_BATCHES if args.quick else DEFAULT_BATCHES))
     min_seconds = args.min_seconds if args.min_seconds is not None else (0.3 if args.quick else 2.0)
 
+    recipe = recipe_of(args.model)
     devices, device_label = setup_devices()
     print("TensorFlow devices:\n" + "\n".join(f"  {d}" for d in devices), flush=True)
     rows = [row for precision in args.precision.split(",") if precision.strip()
             for row in sweep(args.model, precision.strip(), batches, min_seconds)]
     entry = (envinfo.heading(f"model throughput against batch size, {args.model}, on {device_label}") + "\n"
              + render(rows) + "\n\n"
-             + f"- One patch = 187 frames = {AUDIO_S_PER_PATCH:.3f} s of audio; float32 patches fed from host memory "
+             + f"- One patch = {recipe.patch_frames} frames = {recipe.seconds_per_patch:.3f} s of audio; float32 patches "
+               "fed from host memory "
                f"each call; {min_seconds:g} s timed per batch size after one warm-up call.\n")
     print("\n" + entry)
     if args.append:

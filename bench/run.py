@@ -20,12 +20,13 @@ from typing import Callable
 
 from bench import envinfo
 from bench.proc import ROOT, python_module, run_measured, run_worker
+from bench.stages import recipe_of
 
 OUT_DIR = ROOT / "build" / "bench-out"
 LOGS = OUT_DIR / "logs"
 MODEL = "msd-musicnn"
 MODEL_BATCHES = "1,8,32,64,128,256"
-AUDIO_S_PER_PATCH = 187 * 256 / 16000
+AUDIO_S_PER_PATCH = recipe_of(MODEL).seconds_per_patch
 STARTUP_CLIP_MIN = 0.05  # a 3-second track: tagging it is all start-up (imports, model load, runner)
 
 

@@ -1,10 +1,10 @@
 """Stage-by-stage measurements, one stage per process (run by bench.run, each in a fresh subprocess).
 
     python -m bench.stages decode [--threads N] FILE...
-                                              decode + downmix + resample to 16 kHz (one thread unless N)
+                                              decode + downmix + resample to the model's rate (one thread unless N)
     python -m bench.stages features FILE...   decode first (untimed), then time mel_power + log_compress
     python -m bench.stages model [--batches 1,8,32] [--precision float32] [--min-seconds 3]
-                                              the converted model alone on (N, 187, 96) float32 patches,
+                                              the converted model alone on (N, frames, mels) float32 patches,
                                               batch sizes interleaved over 3 rounds
 
 Each prints and (with --result FILE) writes a JSON result; only the stage itself is timed.
@@ -13,16 +13,21 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-PATCH_FRAMES = 187
-N_MELS = 96
-AUDIO_S_PER_PATCH = PATCH_FRAMES * 256 / 16000  # 2.992 s
+if TYPE_CHECKING:
+    from models.recipe import FeatureRecipe
 
 
-def decode_stage(files: list[str], threads: int = 1) -> dict:
+def recipe_of(model: str) -> "FeatureRecipe":
+    """The model's feature recipe (sample rate, patch size ...), from its metadata."""
+    from models.registry import resolve_model
+    return resolve_model(model).recipe
+
+
+def decode_stage(files: list[str], recipe: "FeatureRecipe", threads: int = 1) -> dict:
     """Decode every file; with threads > 1 on a thread pool, as the extract DoFn and Beam's worker
     threads decode: how far decoding scales within one Python process (the GIL)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -30,19 +35,19 @@ def decode_stage(files: list[str], threads: int = 1) -> dict:
     from transforms.audio import decode_audio
     start, cpu = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(threads) as pool:
-        durations = [decoded.duration_s for decoded in pool.map(decode_audio, files)]
+        durations = [decoded.duration_s for decoded in pool.map(decode_audio, files, [recipe.sample_rate] * len(files))]
     return {"audio_s": float(sum(durations)), "seconds": time.perf_counter() - start,
             "cpu_s": time.process_time() - cpu, "durations": durations, "threads": threads}
 
 
-def features_stage(files: list[str]) -> dict:
+def features_stage(files: list[str], recipe: "FeatureRecipe") -> dict:
     from transforms.audio import decode_audio
-    from transforms.features import log_compress, mel_power
-    decoded = [decode_audio(path).samples for path in files]
-    log_compress(mel_power(decoded[0][:16000]))  # trace the tf.function once
+    from transforms.features import log_mel
+    decoded = [decode_audio(path, recipe.sample_rate).samples for path in files]
+    log_mel(decoded[0][:recipe.sample_rate], recipe)  # trace the tf.function once
     start, cpu = time.perf_counter(), time.process_time()
-    frames = sum(log_compress(mel_power(samples)).shape[0] for samples in decoded)
-    return {"audio_s": sum(len(s) for s in decoded) / 16000, "frames": int(frames),
+    frames = sum(log_mel(samples, recipe).shape[0] for samples in decoded)
+    return {"audio_s": sum(len(s) for s in decoded) / recipe.sample_rate, "frames": int(frames),
             "seconds": time.perf_counter() - start, "cpu_s": time.process_time() - cpu}
 
 
@@ -52,14 +57,15 @@ def load_model(name: str, precision: str) -> Callable[[np.ndarray], tuple[np.nda
     return LoadedModel(resolve_model(name).local_path(), precision=precision)
 
 
-def random_patches(n: int, seed: int = 0) -> np.ndarray:
-    """(n, 187, 96) float32 in the range of real log-mel values (0 to ~4)."""
-    return np.random.default_rng(seed).uniform(0.0, 3.0, (n, PATCH_FRAMES, N_MELS)).astype(np.float32)
+def random_patches(n: int, recipe: "FeatureRecipe", seed: int = 0) -> np.ndarray:
+    """(n, patch_frames, n_mels) float32 in the range of real log-mel values (0 to ~4)."""
+    shape = (n, recipe.patch_frames, recipe.n_mels)
+    return np.random.default_rng(seed).uniform(0.0, 3.0, shape).astype(np.float32)
 
 
-def time_batch(model: Callable, batch: int, min_seconds: float) -> dict:
+def time_batch(model: Callable, recipe: "FeatureRecipe", batch: int, min_seconds: float) -> dict:
     """Warm up once at this batch size, then call the model until min_seconds have passed (at least once)."""
-    x = random_patches(batch)
+    x = random_patches(batch, recipe)
     model(x)
     calls = 0
     start, cpu = time.perf_counter(), time.process_time()
@@ -68,13 +74,14 @@ def time_batch(model: Callable, batch: int, min_seconds: float) -> dict:
         calls += 1
     seconds = time.perf_counter() - start
     return {"batch": batch, "patches": calls * batch, "seconds": seconds, "cpu_s": time.process_time() - cpu,
-            "patches_per_s": calls * batch / seconds, "audio_s_per_s": calls * batch * AUDIO_S_PER_PATCH / seconds}
+            "patches_per_s": calls * batch / seconds, "audio_s_per_s": calls * batch * recipe.seconds_per_patch / seconds}
 
 
-def time_batches(model: Callable, batches: list[int], min_seconds: float, rounds: int = 3) -> list[dict]:
+def time_batches(model: Callable, recipe: "FeatureRecipe", batches: list[int], min_seconds: float,
+                 rounds: int = 3) -> list[dict]:
     """time_batch for every batch size, interleaved: `rounds` rounds over all sizes, min_seconds / rounds
     each, so that load from other work on a shared machine spreads over all sizes alike."""
-    inputs = {b: random_patches(b) for b in batches}
+    inputs = {b: random_patches(b, recipe) for b in batches}
     for b in batches:
         model(inputs[b])  # warm-up
     totals = {b: {"patches": 0, "seconds": 0.0, "cpu_s": 0.0} for b in batches}
@@ -89,7 +96,7 @@ def time_batches(model: Callable, batches: list[int], min_seconds: float, rounds
             totals[b]["seconds"] += time.perf_counter() - start
             totals[b]["cpu_s"] += time.process_time() - cpu
     return [{"batch": b, **t, "patches_per_s": t["patches"] / t["seconds"],
-             "audio_s_per_s": t["patches"] * AUDIO_S_PER_PATCH / t["seconds"]} for b, t in totals.items()]
+             "audio_s_per_s": t["patches"] * recipe.seconds_per_patch / t["seconds"]} for b, t in totals.items()]
 
 
 def model_stage(name: str, batches: list[int], precision: str, min_seconds: float) -> dict:
@@ -98,7 +105,7 @@ def model_stage(name: str, batches: list[int], precision: str, min_seconds: floa
     except KeyError as error:  # a SavedModel converted before it had this precision's signature
         return {"skipped": f"the converted model has no {error} signature (run `make models`)",
                 "precision": precision, "rows": []}
-    rows = time_batches(model, batches, min_seconds)
+    rows = time_batches(model, recipe_of(name), batches, min_seconds)
     return {"skipped": None, "precision": precision, "rows": rows}
 
 
@@ -120,9 +127,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.stage in ("decode", "features") and not args.files:
         parser.error(f"{args.stage} needs files")
     if args.stage == "decode":
-        result = decode_stage(args.files, args.threads)
+        result = decode_stage(args.files, recipe_of(args.model), args.threads)
     elif args.stage == "features":
-        result = features_stage(args.files)
+        result = features_stage(args.files, recipe_of(args.model))
     else:
         result = model_stage(args.model, parse_batches(args.batches), args.precision, args.min_seconds)
     print(result)

@@ -35,7 +35,7 @@ TRACKS: tuple[Track, ...] = (
     Track("mixed/jingle_2s.wav", 9, 2.0, 44100, 2, "wav16"),
 )
 
-BROKEN = "broken.mp3"  # the first 200 bytes of a real mp3: decode_audio raises AudioError (Corrupt)
+BROKEN = "broken.mp3"  # the first 200 bytes of a real mp3: decode_audio raises TaggingError (Corrupt)
 
 
 def write_catalogue(out: Path, bad: bool = False) -> list[Path]:

@@ -1,10 +1,13 @@
-"""Inputs a catalogue really contains and the tagger must survive: empty, cut, mislabelled, silent, short."""
+"""Inputs a catalogue really contains and the tagger must survive: empty, cut, damaged, mislabelled,
+video without sound, soundless, silent, short: one file for every decode and features error kind."""
 
 from __future__ import annotations
 
 import os
+import wave
 from pathlib import Path
 
+import av
 import numpy as np
 
 from demo.encode import write_audio
@@ -16,8 +19,10 @@ __all__ = ["write_bad_inputs"]
 def write_bad_inputs(directory: str | os.PathLike) -> dict[str, str]:
     """Write the bad-input set into `directory` (created if needed); returns name -> path.
 
-    empty.mp3, truncated.flac, not_audio.mp3 and random.ogg must raise AudioError when decoded;
-    silent.wav and short_2s.wav decode fine (silence and shortness are judged downstream).
+    Decoding raises TaggingError for empty.mp3 (EmptyFile), truncated.flac (Truncated),
+    corrupt.mp3 (Corrupt), not_audio.mp3 and random.ogg (NotAudio), video_only.mp4 (NoAudioStream)
+    and no_samples.wav (EmptyAudio); silent.wav (Silent) and too_short.wav (TooShort) decode and are
+    judged by the features stage; short_2s.wav is under one patch but is tagged (repeat-padded).
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -37,4 +42,27 @@ def write_bad_inputs(directory: str | os.PathLike) -> dict[str, str]:
     write_audio(path("silent.wav"), np.zeros((1, 10 * 44100), dtype=np.float32), 44100, "wav16")
     write_audio(path("short_2s.wav"), synth_music(102, 2.0, 16000, 1), 16000, "wav16")
     path("random.ogg").write_bytes(np.random.default_rng(103).bytes(64 * 1024))
+    write_audio(path("too_short.wav"), synth_music(104, 0.3, 16000, 1), 16000, "wav16")
+    mp3 = out / ".corrupt_source.mp3"
+    write_audio(mp3, synth_music(105, 3.0, 44100, 2), 44100, "mp3")
+    path("corrupt.mp3").write_bytes(mp3.read_bytes()[:200])  # the LAME header, then nothing decodable
+    mp3.unlink()
+    with wave.open(str(path("no_samples.wav")), "wb") as header_only:  # a valid header and 0 frames
+        header_only.setnchannels(1)
+        header_only.setsampwidth(2)
+        header_only.setframerate(16000)
+    _write_video_only(path("video_only.mp4"))
     return paths
+
+
+def _write_video_only(path: Path) -> None:
+    """An mp4 holding five black video frames and no audio."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for _ in range(5):
+            frame = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), dtype=np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from models import musicnn, vgg
+from models.recipe import FeatureRecipe
 from models.registry import METADATA_DIR, METADATA_FILE, PRECISIONS, known_models, signature_name
 
 ARCHITECTURES: dict[str, Callable] = {"musicnn": musicnn.forward, "vgg": vgg.forward}
@@ -48,8 +49,8 @@ class TaggerModule(tf.Module):
         self._names = sorted(weights)
         self.variables_list = [tf.Variable(weights[n], trainable=False, name=n.replace("/", "__")) for n in self._names]
         self._forward = forward_fn(metadata)
-        spec = tf.TensorSpec([None, metadata["patch_frames"], metadata["features"]["n_mels"]], tf.float32,
-                             name="log_mel_patches")
+        recipe = FeatureRecipe.from_metadata(metadata)
+        spec = tf.TensorSpec([None, recipe.patch_frames, recipe.n_mels], tf.float32, name="log_mel_patches")
         self.serving_functions = {
             signature_name(p): tf.function(functools.partial(self._serve, compute_dtype=tf.as_dtype(p)),
                                            input_signature=[spec])
@@ -78,7 +79,8 @@ class _UsageTracker(dict):
 
 def check_all_weights_used(weights: dict[str, np.ndarray], metadata: dict) -> None:
     tracker = _UsageTracker(weights)
-    x = tf.zeros([1, metadata["patch_frames"], metadata["features"]["n_mels"]])
+    recipe = FeatureRecipe.from_metadata(metadata)
+    x = tf.zeros([1, recipe.patch_frames, recipe.n_mels])
     forward_fn(metadata)(x, tracker)
     unused = sorted(set(weights) - tracker.used)
     if unused:

@@ -8,6 +8,7 @@ metadata.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -18,6 +19,8 @@ from typing import Any
 
 import fsspec
 from fsspec.core import url_to_fs
+
+from models.recipe import FeatureRecipe
 
 METADATA_DIR = Path(__file__).parent / "metadata"
 METADATA_FILE = "model.json"
@@ -53,9 +56,10 @@ class ModelSpec:
     def classes(self) -> list[str]:
         return self.metadata["classes"]
 
-    @property
-    def patch_frames(self) -> int:
-        return self.metadata["patch_frames"]
+    @functools.cached_property
+    def recipe(self) -> FeatureRecipe:
+        """The features this model takes (RecipeError if this code cannot compute them)."""
+        return FeatureRecipe.from_metadata(self.metadata)
 
     @property
     def is_named(self) -> bool:

@@ -2,15 +2,13 @@
 TensorFlow sees (GPU memory grows as needed instead of being taken whole)."""
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import tensorflow as tf
 
 from models.registry import signature_name
 
-# Patches per model call when none is asked for: CPU throughput is flat from 8 to 64 (DESIGN.md);
-# a GPU wants large batches.
+# Patches per model call when none is asked for: CPU throughput is flat from 8 to 64 patches a call
+# (`make bench`, model rows) while memory grows with the batch; a GPU wants large batches.
 DEFAULT_BATCH_SIZE = {"CPU": 16, "GPU": 512}
 
 
@@ -28,9 +26,8 @@ def configure_gpus() -> list:
 class LoadedModel:
     """A SavedModel's serving signature: (N, frames, mels) float32 -> activations, embedding."""
 
-    def __init__(self, path: str, precision: str = "float32", batch_size: Optional[int] = None):
+    def __init__(self, path: str, precision: str = "float32"):
         self.device = "GPU" if configure_gpus() else "CPU"
-        self.batch_size = batch_size or DEFAULT_BATCH_SIZE[self.device]
         self._saved = tf.saved_model.load(path)
         self._serve = self._saved.signatures[signature_name(precision)]
 

@@ -7,14 +7,16 @@ FnApiRunner over all cores: Beam's DirectRunner would first try to download the 
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import sys
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, _BeamArgumentParser
 from fsspec.core import url_to_fs
 
+from models.recipe import RecipeError
 from models.registry import DEFAULT_MODEL, PRECISIONS, ModelNotFound, resolve_model
 from pipeline.config import ConfigError, expand_config
 from transforms.sinks import MODEL_FILE, TABLES, table_path, write_model_metadata
@@ -28,6 +30,32 @@ class UsageError(Exception):
     """A bad argument: reported in one line, exit status 2."""
 
 
+class _OneLineErrors:
+    """For argparse parsers: a bad argument raises UsageError (one line) instead of printing the
+    whole usage and exiting."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see {PROG} --help)")
+
+
+class _Parser(_OneLineErrors, argparse.ArgumentParser):
+    pass
+
+
+class _BeamParser(_OneLineErrors, _BeamArgumentParser):
+    pass
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
 def _quiet_beam_resource_warning(record: logging.LogRecord) -> bool:
     # Beam 2.77's RunInference imports `resource` in the same try block as a torch-only module, so
     # without torch it warns on every batch that memory usage cannot be fetched. Nothing is wrong.
@@ -35,8 +63,8 @@ def _quiet_beam_resource_warning(record: logging.LogRecord) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="Tag audio files with MusiCNN; write tags and embeddings as Parquet.",
+    parser = _Parser(
+        prog=PROG, allow_abbrev=False, description="Tag audio files with MusiCNN; write tags and embeddings as Parquet.",
         epilog="Any other argument is passed to Beam as a pipeline option (--runner, --direct_num_workers, ...).")
     parser.add_argument("--input", action="append", default=[], metavar="PATH",
                         help="a file, a folder (searched recursively for audio files) or a glob, local or "
@@ -48,9 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder or URI for tracks/, patches/, errors/ (Parquet) and model.json")
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"a model name or the URI of a SavedModel folder with model.json (default: {DEFAULT_MODEL})")
-    parser.add_argument("--patch-hop", type=int, default=None, metavar="FRAMES",
+    parser.add_argument("--patch-hop", type=positive_int, default=None, metavar="FRAMES",
                         help="frames between patch starts (default: the patch length, 187: no overlap)")
-    parser.add_argument("--batch-size", type=int, default=None, metavar="PATCHES",
+    parser.add_argument("--batch-size", type=positive_int, default=None, metavar="PATCHES",
                         help="patches per model call (default: 16 on CPU, 512 on GPU)")
     parser.add_argument("--precision", choices=list(PRECISIONS), default="float32",
                         help="float32 (default) gives the original's numbers; bfloat16 is the CPU fast path "
@@ -58,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--inference-accelerator", metavar="HINT", default=None,
                         help="Beam resource hint for the inference stage only, e.g. "
                              "'type:nvidia-l4;count:1;install-nvidia-driver'")
-    parser.add_argument("--model-copies", type=int, default=None, metavar="N",
+    parser.add_argument("--model-copies", type=positive_int, default=None, metavar="N",
                         help="load N models per machine, shared by all its worker processes (Beam's "
                              "model_copies), e.g. 1 for one GPU fed by a decoding process per core "
                              "(default: one model per worker process)")
@@ -69,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_sources(patterns: list[str], manifests: list[str]) -> None:
     if not patterns and not manifests:
-        raise UsageError("name the audio with --input or --manifest")
+        raise UsageError(f"name the audio with --input or --manifest (see {PROG} --help)")
     for pattern in patterns:
         try:
             found = next(expand_input(pattern), None)
@@ -106,6 +134,21 @@ def prepare_output(output: str, overwrite: bool) -> None:
         raise UsageError(f"output {output!r} is not writable: {type(exc).__name__}: {exc}") from exc
 
 
+def unknown_beam_args(beam_args: list[str], own_flags: set[str]) -> list[str]:
+    """The arguments that no Beam options class knows, each with a suggestion when one is close
+    (Beam itself only logs that it discards them, and the run goes on with the defaults)."""
+    parser = _BeamParser(allow_abbrev=False)
+    for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():  # as PipelineOptions.get_all_options
+        cls._add_argparse_args(parser)  # noqa: SLF001 - Beam's own way to list its options
+    _, unknown = parser.parse_known_args(beam_args)
+    known = sorted(own_flags | {flag for action in parser._actions for flag in action.option_strings})
+    described = []
+    for arg in unknown:
+        close = difflib.get_close_matches(arg.split("=", 1)[0], known, n=1) if arg.startswith("--") else []
+        described.append(f"{arg!r}" + (f" (did you mean {close[0]}?)" if close else ""))
+    return described
+
+
 def pipeline_options(beam_args: list[str]) -> tuple[PipelineOptions, object]:
     """Beam options from the pass-through arguments; with no runner named, the local in-process runner
     on all cores."""
@@ -131,29 +174,31 @@ def run(argv: list[str]) -> str:
     except ConfigError as exc:
         raise UsageError(str(exc)) from exc
     args, beam_args = parser.parse_known_args(argv)
+    unknown = unknown_beam_args(beam_args, own_flags)
+    if unknown:
+        raise UsageError(f"unrecognised by {PROG} and Beam: {', '.join(unknown)} (see {PROG} --help)")
     options, local_runner = pipeline_options(beam_args)
     try:
         model = resolve_model(args.model)
+        recipe = model.recipe  # a model whose features we cannot compute would get wrong tags
         if model.is_named and options.view_as(StandardOptions).runner in LOCAL_RUNNERS:
             model.local_path()  # fail now, not on the worker, when the model was never converted
-    except ModelNotFound as exc:
+    except (ModelNotFound, RecipeError) as exc:
         raise UsageError(str(exc)) from exc
-    patch_hop = args.patch_hop or model.patch_frames
-    if patch_hop < 1 or any(n is not None and n < 1 for n in (args.batch_size, args.model_copies)):
-        raise UsageError("--patch-hop, --batch-size and --model-copies must be positive")
+    patch_hop = recipe.patch_frames if args.patch_hop is None else args.patch_hop
     check_sources(args.input, args.manifest)
     prepare_output(args.output, args.overwrite)
     write_model_metadata(args.output, model.metadata)
 
     # TensorFlow comes in only now: its start-up chatter on stderr would bury a one-line usage error.
-    from pipeline.graph import Source, TagCatalogue, TagSettings, WriteOutputs
+    from pipeline.graph import InputSpec, TagCatalogue, TagSettings, WriteOutputs
 
     settings = TagSettings(model=model, patch_hop=patch_hop, batch_size=args.batch_size, precision=args.precision,
                            inference_accelerator=args.inference_accelerator, model_copies=args.model_copies)
-    sources = [Source(pattern=p) for p in args.input] + [Source(manifest=m) for m in args.manifest]
+    specs = [InputSpec(pattern=p) for p in args.input] + [InputSpec(manifest=m) for m in args.manifest]
     with beam.Pipeline(runner=local_runner, options=options) as p:
         tables = (p
-                  | "Sources" >> beam.Create(sources)
+                  | "Inputs" >> beam.Create(specs)
                   | "Tag" >> TagCatalogue(settings))
         _ = tables | "Write" >> WriteOutputs(args.output)
     return args.output

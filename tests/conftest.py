@@ -1,20 +1,44 @@
-"""Shared fixtures: converted models must exist (`make test` builds them); audio is generated here."""
+"""Shared fixtures: converted models (`make test` builds them), loaded once per session and only for
+the tests that ask; audio is generated here."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
 from demo.encode import write_audio
 from demo.synth import synth_music
-from models.registry import known_models, models_dir
+from models.recipe import FeatureRecipe
+from models.registry import known_models, models_dir, resolve_model
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def converted_models() -> Path:
     missing = [m for m in known_models() if not (models_dir() / m / "model.json").is_file()]
     assert not missing, f"models not converted in {models_dir()}: {missing}; run the tests with `make test`"
     return models_dir()
+
+
+@pytest.fixture(scope="session")
+def loaded_model(converted_models) -> Callable:
+    """loaded_model(name, precision="float32") -> models.serving.LoadedModel, each loaded once a session."""
+    from models.serving import LoadedModel
+
+    cache: dict[tuple[str, str], LoadedModel] = {}
+
+    def load(name: str, precision: str = "float32") -> LoadedModel:
+        if (name, precision) not in cache:
+            cache[name, precision] = LoadedModel(resolve_model(name).local_path(), precision)
+        return cache[name, precision]
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def recipe() -> FeatureRecipe:
+    """MusiCNN's feature recipe, as msd-musicnn's metadata states it."""
+    return resolve_model("msd-musicnn").recipe
 
 
 def make_audio(directory: Path, name: str, seed: int, seconds: float, rate: int, channels: int, codec: str) -> str:

@@ -6,31 +6,32 @@ import numpy as np
 import pytest
 
 from models.original import librosa_load, librosa_log_mel
+from models.recipe import FeatureRecipe
 from transforms import features
 
 
 def test_mel_filterbank_is_librosas_slaney_filterbank():
     expected = librosa.filters.mel(sr=16000, n_fft=512, n_mels=96).T  # Slaney scale, Slaney norm
-    np.testing.assert_allclose(features.mel_filterbank(), expected, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(features.mel_filterbank(16000, 512, 96, 0.0, 8000.0), expected, rtol=0, atol=1e-7)
 
 
 def test_mel_filterbank_is_not_tf_htk_matrix():
     import tensorflow as tf
 
     htk = tf.signal.linear_to_mel_weight_matrix(96, 257, 16000, 0.0, 8000.0).numpy()
-    assert np.abs(htk - features.mel_filterbank()).max() > 0.1
+    assert np.abs(htk - features.mel_filterbank(16000, 512, 96, 0.0, 8000.0)).max() > 0.1
 
 
 @pytest.mark.parametrize("n", [1, 255, 256, 257, 16000, 16000 * 3 + 17])
-def test_frame_count_is_centred_stft(n):
+def test_frame_count_is_centred_stft(n, recipe):
     samples = np.random.default_rng(n).uniform(-0.5, 0.5, n).astype(np.float32)
-    ours = features.log_mel(samples)
+    ours = features.log_mel(samples, recipe)
     assert ours.shape == (1 + n // 256, 96) == librosa_log_mel(samples).shape
 
 
-def test_log_mel_matches_librosa_on_music(wav16k):
+def test_log_mel_matches_librosa_on_music(wav16k, recipe):
     samples = librosa_load(wav16k)
-    ours, theirs = features.log_mel(samples), librosa_log_mel(samples)
+    ours, theirs = features.log_mel(samples, recipe), librosa_log_mel(samples)
     diff = np.abs(ours - theirs)
     # float16 rounding of the mel power may land one ulp apart (about 2e-4 after the log) in a few bins
     assert diff.max() < 1e-3
@@ -38,16 +39,16 @@ def test_log_mel_matches_librosa_on_music(wav16k):
     assert ours.dtype == np.float32
 
 
-def test_loud_audio_stays_finite():
+def test_loud_audio_stays_finite(recipe):
     t = np.arange(16000 * 2) / 16000
     square = np.sign(np.sin(2 * np.pi * 220 * t)).astype(np.float32)
-    ours = features.log_mel(square)
+    ours = features.log_mel(square, recipe)
     assert np.isfinite(ours).all()
     np.testing.assert_allclose(ours, librosa_log_mel(square), atol=1e-3)
 
 
-def test_mel_power_is_float16():
-    assert features.mel_power(np.zeros(1000, np.float32)).dtype == np.float16
+def test_mel_power_is_float16(recipe):
+    assert features.mel_power(np.zeros(1000, np.float32), recipe).dtype == np.float16
 
 
 def test_non_overlapping_patches_drop_last_partial():
@@ -63,6 +64,7 @@ def test_overlapping_patches_follow_hop():
     assert len(patches) == 1 + (500 - 187) // 93
     np.testing.assert_array_equal(patches[2], frames[186:373])
     np.testing.assert_array_equal(features.patch_starts(500, 187, 93), [0, 93, 186, 279])
+    assert features.n_patches(500, 187, 93) == 4 and features.n_patches(100, 187, 93) == 1
 
 
 def test_short_track_is_repeat_padded_to_one_patch():
@@ -79,8 +81,28 @@ def test_exactly_one_patch_is_not_padded():
 
 
 @pytest.mark.parametrize("n", [16000 * 7 + 5, 256 * 100, 256 * 100 - 1])
-def test_chunked_mel_equals_one_pass(n):
+def test_chunked_mel_equals_one_pass(n, recipe):
     samples = np.random.default_rng(n).uniform(-0.5, 0.5, n).astype(np.float32)
-    one_pass = features.mel_power(samples, chunk_frames=1 << 30)
+    one_pass = features.mel_power(samples, recipe, chunk_frames=1 << 30)
     for chunk in (1, 37, 100, 256):
-        np.testing.assert_array_equal(features.mel_power(samples, chunk_frames=chunk), one_pass)
+        np.testing.assert_array_equal(features.mel_power(samples, recipe, chunk_frames=chunk), one_pass)
+
+
+@pytest.mark.parametrize("sample_rate,n_fft,hop,n_mels,f_max", [
+    (16000, 512, 128, 96, 8000.0),
+    (22050, 1024, 512, 64, 11025.0),
+    (16000, 400, 160, 40, 6000.0),
+])
+def test_other_recipes_match_librosa(sample_rate, n_fft, hop, n_mels, f_max):
+    """The recipe's numbers reach every step: librosa with the same settings is the reference."""
+    from demo.synth import synth_music
+
+    recipe = FeatureRecipe(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop, n_mels=n_mels, f_min=0.0,
+                           f_max=f_max, patch_frames=187, compression="log10(10000 * float16(mel) + 1)")
+    samples = synth_music(4, 5.0, sample_rate, 1)[0]
+    mel = librosa.feature.melspectrogram(y=samples, sr=sample_rate, n_fft=n_fft, hop_length=hop, n_mels=n_mels,
+                                         fmax=f_max).T
+    theirs = np.log10(10000 * mel.astype(np.float16).astype(np.float32) + 1)
+    ours = features.log_mel(samples, recipe)
+    assert ours.shape == theirs.shape == (1 + len(samples) // hop, n_mels)
+    assert np.abs(ours - theirs).max() < 1e-3

@@ -62,6 +62,7 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
         yield archive
 
 
+@pytest.mark.integration
 def test_wheel_holds_every_package_and_the_model_metadata(wheel):
     names = set(wheel.namelist())
     for package in PACKAGES:
@@ -73,6 +74,7 @@ def test_wheel_holds_every_package_and_the_model_metadata(wheel):
     assert not [n for n in names if n.startswith(("tests/", "build/", ".venv/", "bench/"))]
 
 
+@pytest.mark.integration
 def test_wheel_declares_the_console_script_and_the_pins(wheel):
     dist_info = next(n.split("/")[0] for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
     entry_points = wheel.read(f"{dist_info}/entry_points.txt").decode()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,21 +13,29 @@ import pyarrow.dataset as ds
 import pytest
 
 from demo.bad import write_bad_inputs
+from models.original import librosa_load, original_model, original_tags
 from models.registry import resolve_model
 from pipeline.cli import main
 from tests.conftest import make_audio
 from tests.test_config import CONFIGS
-from models.original import original_tags
 from transforms import sinks
-from transforms.features import n_frames, patch_starts
+from transforms.errors import KINDS
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("converted_models")]
 
 EXPECTED_ERRORS = {  # bad input -> (stage, error)
     "empty.mp3": ("decode", "EmptyFile"),
     "truncated.flac": ("decode", "Truncated"),
+    "corrupt.mp3": ("decode", "Corrupt"),
     "not_audio.mp3": ("decode", "NotAudio"),
     "random.ogg": ("decode", "NotAudio"),
+    "video_only.mp4": ("decode", "NoAudioStream"),
+    "no_samples.wav": ("decode", "EmptyAudio"),
     "silent.wav": ("features", "Silent"),
+    "too_short.wav": ("features", "TooShort"),
 }
+# The kinds no single file gives: tested below with two manifests and with a model that raises.
+KINDS_TESTED_ELSEWHERE = {"ConflictingTrackId", "InferenceFailed"}
 
 
 def read(output: Path, table: str):
@@ -61,6 +70,7 @@ def test_every_input_appears_exactly_once(catalogue, run_output):
 
 
 def test_bad_inputs_become_error_rows(run_output):
+    assert {kind for _, kind in EXPECTED_ERRORS.values()} | KINDS_TESTED_ELSEWHERE == set(KINDS)
     rows = {Path(r["uri"]).name: r for r in read(run_output, "errors").to_pylist()}
     assert set(rows) == set(EXPECTED_ERRORS)
     for name, (stage, error) in EXPECTED_ERRORS.items():
@@ -111,7 +121,7 @@ def test_patch_hop_glob_manifest_profile_and_other_model(catalogue, tmp_path):
     assert main(args) == 0
     rows = {Path(r["uri"]).name: r for r in read(output, "tracks").to_pylist()}
     assert set(rows) == {"stereo_44k.flac", "reference_16k.wav", "short_2s.wav"}
-    assert rows["reference_16k.wav"]["n_patches"] == len(patch_starts(n_frames(20 * 16000), 187, 93))
+    assert rows["reference_16k.wav"]["n_patches"] == 12  # 1 + 320000 // 256 = 1251 frames: 1 + (1251 - 187) // 93
     assert rows["reference_16k.wav"]["model"] == "mtt-vgg" and len(rows["reference_16k.wav"]["embedding"]) == 256
     assert rows["short_2s.wav"]["track_id"] == "T-short" and rows["reference_16k.wav"]["track_id"] is None
     patch_ids = {r["track_id"] for r in read(output, "patches").to_pylist() if r["uri"].endswith("short_2s.wav")}
@@ -142,32 +152,53 @@ def test_one_model_shared_by_worker_processes(catalogue, run_output, tmp_path):
         np.testing.assert_allclose(row["activations"], expected[row["uri"]]["activations"], rtol=0, atol=1e-6)
 
 
+def model_folder(folder: Path, **features) -> str:
+    """A --model folder: msd-musicnn's SavedModel with its metadata's features block changed."""
+    shutil.copytree(resolve_model("msd-musicnn").local_path(), folder)
+    metadata = json.loads((folder / "model.json").read_text())
+    metadata["features"].update(features)
+    (folder / "model.json").write_text(json.dumps(metadata))
+    return str(folder)
+
+
 @pytest.mark.parametrize("case,message", [
     ("no_match", "no file matches"),
     ("unknown_model", "unknown model"),
     ("unwritable", "not writable"),
     ("existing", "already holds results"),
+    ("misspelt_flag", "'--patch_hop' (did you mean --patch-hop?), '93'"),
+    ("zero_hop", "argument --patch-hop: '0' must be at least 1"),
+    ("no_output", "the following arguments are required: --output (see musicnn-beam --help)"),
+    ("no_input", "name the audio with --input or --manifest (see musicnn-beam --help)"),
+    ("htk_mel_model", "features.mel_scale = 'htk' is not supported (only 'slaney')"),
 ])
 def test_bad_arguments_get_one_line_and_nonzero_exit(case, message, tmp_path, wav16k, run_output):
     output = str(tmp_path / "out")
     args = {"no_match": ["--input", str(tmp_path / "nothing*.mp3"), "--output", output],
             "unknown_model": ["--input", wav16k, "--output", output, "--model", "no-such-model"],
             "unwritable": ["--input", wav16k, "--output", str(Path(wav16k) / "out")],
-            "existing": ["--input", wav16k, "--output", str(run_output)]}[case]
+            "existing": ["--input", wav16k, "--output", str(run_output)],
+            "misspelt_flag": ["--input", wav16k, "--output", output, "--patch_hop", "93"],
+            "zero_hop": ["--input", wav16k, "--output", output, "--patch-hop", "0"],
+            "no_output": ["--input", wav16k],
+            "no_input": ["--output", output],
+            "htk_mel_model": ["--input", wav16k, "--output", output,
+                              "--model", model_folder(tmp_path / "htk", mel_scale="htk")]}[case]
     result = _cli(*args)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    assert not Path(output).exists()  # refused before anything is written
 
 
 def test_inference_accelerator_hint_lands_on_the_inference_stage_only():
     import apache_beam as beam
 
-    from pipeline.graph import Source, TagCatalogue, TagSettings
+    from pipeline.graph import InputSpec, TagCatalogue, TagSettings
 
     hint = "type:nvidia-l4;count:1;install-nvidia-driver"
     p = beam.Pipeline()
-    _ = p | beam.Create([Source(pattern="x")]) | TagCatalogue(
+    _ = p | beam.Create([InputSpec(pattern="x")]) | TagCatalogue(
         TagSettings(model=resolve_model("msd-musicnn"), patch_hop=187, inference_accelerator=hint))
     hinted = {}
 
@@ -183,3 +214,81 @@ def test_inference_accelerator_hint_lands_on_the_inference_stage_only():
     p.visit(Visitor())
     assert hinted and all("/Infer" in label for label in hinted), hinted
     assert set(hinted.values()) == {hint.encode()}
+
+
+def test_every_file_is_tagged_once_whatever_names_it(catalogue, tmp_path):
+    """A file named by a folder, by `..`, through a symlink and by a manifest with a track_id is
+    tagged once, with that id; a file two manifests give different track_ids is one error row."""
+    nested = catalogue / "nested"
+    flac, mp3 = nested / "stereo_44k.flac", nested / "deeper" / "stereo_48k.mp3"
+    link = tmp_path / "links" / "same.flac"
+    link.parent.mkdir()
+    link.symlink_to(flac)
+    (tmp_path / "one.csv").write_text(f"uri,track_id\n{flac},T-flac\n{mp3},A-1\n")
+    (tmp_path / "two.csv").write_text(f"uri,track_id\n{mp3},B-2\n")
+    output = tmp_path / "out"
+    assert main(["--input", str(nested), "--input", f"{nested}/../nested/stereo_44k.flac", "--input", str(link),
+                 "--manifest", str(tmp_path / "one.csv"), "--manifest", str(tmp_path / "two.csv"),
+                 "--output", str(output), "--direct_num_workers=1"]) == 0
+
+    tracks, errors = read(output, "tracks").to_pylist(), read(output, "errors").to_pylist()
+    assert [(r["uri"], r["track_id"]) for r in tracks] == [(min(str(flac), str(link)), "T-flac")]
+    assert [(r["uri"], r["track_id"], r["stage"], r["error"]) for r in errors] == \
+        [(str(mp3), None, "input", "ConflictingTrackId")]
+    assert "'A-1', 'B-2'" in errors[0]["message"]
+    patches = read(output, "patches").to_pylist()
+    assert sorted(r["patch"] for r in patches) == list(range(tracks[0]["n_patches"]))  # once each, no duplicates
+
+
+def test_the_models_metadata_decides_its_features(wav16k, tmp_path):
+    """A model whose metadata says hop 128 gets hop-128 features: its patch count, times and tags are
+    the original graph's on librosa's hop-128 mel of the same audio."""
+    import librosa
+
+    model = model_folder(tmp_path / "hop128", hop_length=128)
+    output = tmp_path / "out"
+    assert main(["--input", wav16k, "--output", str(output), "--model", model, "--direct_num_workers=1"]) == 0
+
+    mel = librosa.feature.melspectrogram(y=librosa_load(wav16k), sr=16000, n_fft=512, hop_length=128, n_mels=96).T
+    log_mel = np.log10(10000 * mel.astype(np.float16).astype(np.float32) + 1)
+    theirs, _ = original_model("msd-musicnn")(np.stack([log_mel[s:s + 187] for s in range(0, 2501 - 186, 187)]))
+    patches = sorted(read(output, "patches").to_pylist(), key=lambda r: r["patch"])
+    (track,) = read(output, "tracks").to_pylist()
+    assert track["n_patches"] == len(patches) == len(theirs) == 13  # 1 + 320000 // 128 = 2501 frames
+    assert [p["start_s"] for p in patches] == pytest.approx([i * 1.496 for i in range(13)])  # 187 * 128 / 16000
+    assert np.abs(np.array([p["activations"] for p in patches]) - theirs).max() < 1e-3
+
+
+def failing_model(folder: Path) -> str:
+    """A --model folder whose SavedModel raises on every call (msd-musicnn's metadata, outputs of its shapes)."""
+    import tensorflow as tf
+
+    class Failing(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 187, 96], tf.float32, name="log_mel_patches")])
+        def serve(self, log_mel_patches):
+            tf.debugging.assert_less(tf.reduce_max(log_mel_patches), -1.0, message="the model refuses this batch")
+            n = tf.shape(log_mel_patches)[0]
+            return {"activations": tf.zeros([n, 50]), "embedding": tf.zeros([n, 200])}
+
+    module = Failing()
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
+    (folder / "model.json").write_text(json.dumps(resolve_model("msd-musicnn").metadata))
+    return str(folder)
+
+
+def test_a_batch_whose_inference_raises_puts_each_track_in_errors(catalogue, tmp_path):
+    output = tmp_path / "out"
+    assert main(["--input", str(catalogue), "--output", str(output), "--model", failing_model(tmp_path / "failing"),
+                 "--direct_num_workers=1"]) == 0
+
+    audio = sorted(str(p) for p in catalogue.rglob("*") if p.is_file() and p.suffix != ".txt")
+    errors = {Path(r["uri"]).name: r for r in read(output, "errors").to_pylist()}
+    assert sorted(r["uri"] for r in errors.values()) == audio  # nothing lost, nothing twice
+    assert read(output, "tracks").num_rows == read(output, "patches").num_rows == 0
+    taggable = {"reference_16k.wav", "stereo_44k.flac", "stereo_48k.mp3", "short_2s.wav"}
+    for name, row in errors.items():
+        if name in taggable:
+            assert (row["stage"], row["error"]) == ("inference", "InferenceFailed"), row
+            assert "InvalidArgumentError" in row["message"] and "the model refuses this batch" in row["message"]
+        else:
+            assert (row["stage"], row["error"]) == EXPECTED_ERRORS[name]

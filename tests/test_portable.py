@@ -15,6 +15,7 @@ from tests.servers import (  # noqa: E402
 )
 
 pytest_plugins = ["tests.servers"]
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("converted_models")]
 
 
 def portable_args(job_service: Server, worker_pool: Server) -> list[str]:

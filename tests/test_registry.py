@@ -10,7 +10,7 @@ from models import registry
 from models.registry import ModelNotFound, resolve_model
 
 
-def test_names_resolve_to_packaged_metadata_and_converted_folders():
+def test_names_resolve_to_packaged_metadata_and_converted_folders(converted_models):
     spec = resolve_model("mtt-vgg")
     assert spec.is_named and spec.name == "mtt-vgg"
     assert spec.local_path() == str(registry.models_dir() / "mtt-vgg")
@@ -21,7 +21,7 @@ def test_unknown_model_is_refused():
         resolve_model("no-such-model")
 
 
-def test_remote_model_is_copied_once_per_machine(tmp_path, monkeypatch):
+def test_remote_model_is_copied_once_per_machine(tmp_path, monkeypatch, converted_models):
     monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path / "cache"))
     memory = fsspec.filesystem("memory")
     memory.put(str(registry.models_dir() / "msd-musicnn"), "/models/msd-musicnn", recursive=True)

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import apache_beam as beam
 import pyarrow.dataset as ds
+import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from transforms.sinks import ERRORS_SCHEMA, WriteTable
+
+pytestmark = pytest.mark.integration  # runs Beam pipelines
 
 
 def _write(rows: list[dict], output: str, **kwargs) -> None:

@@ -21,6 +21,7 @@ from tests.servers import (
 )
 
 pytest_plugins = ["tests.servers"]
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("converted_models")]
 
 MODEL = "msd-musicnn"
 

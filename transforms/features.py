@@ -6,21 +6,21 @@ with Slaney area normalisation up to 8 kHz; the mel power rounded to float16; th
 log10(10000 * mel + 1) in float32. Two tf.signal traps: linear_to_mel_weight_matrix is HTK-scale and
 unnormalised (wrong tags), and stft does not centre (we pad ourselves).
 
+The numbers come from the model's metadata, read into a models.recipe.FeatureRecipe: every
+function here takes the recipe, and nothing here knows MusiCNN's values.
+
 The float16 mel power is what travels between the feature and inference stages: the original
 rounds to float16 anyway, so shipping it is lossless and costs 12 KB per second of audio.
 """
 from __future__ import annotations
 
 import functools
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 
-SAMPLE_RATE = 16000
-N_FFT = 512
-HOP_LENGTH = 256
-N_MELS = 96
-F_MAX = SAMPLE_RATE / 2
+from models.recipe import FeatureRecipe
 
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
@@ -39,8 +39,7 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def mel_filterbank(sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS,
-                   f_min: float = 0.0, f_max: float = F_MAX) -> np.ndarray:
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> np.ndarray:
     """Slaney mel filters with Slaney area normalisation, as librosa.filters.mel's defaults.
 
     Returns (n_fft // 2 + 1, n_mels) float32, so that power (T, bins) @ filters = mel (T, n_mels).
@@ -56,56 +55,62 @@ def mel_filterbank(sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: i
     return np.ascontiguousarray(weights.astype(np.float32).T)
 
 
-def n_frames(n_samples: int) -> int:
-    """Frames of a centred STFT: 1 + n_samples // hop."""
-    return 1 + n_samples // HOP_LENGTH
-
-
 # Frames per TensorFlow call: bounds the STFT's working memory (frames, spectrum, power: about
-# 100 MB) whatever the track's length, so an hour-long track costs no more than a song.
+# 100 MB at MusiCNN's settings) whatever the track's length, so an hour-long track costs no more than a song.
 CHUNK_FRAMES = 16384
 
 
-@tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
-def _mel_power_f16(padded: tf.Tensor) -> tf.Tensor:
-    """Already centre-padded samples -> (frames, 96) float16 mel power."""
-    stft = tf.signal.stft(padded, frame_length=N_FFT, frame_step=HOP_LENGTH, fft_length=N_FFT,
-                          window_fn=functools.partial(tf.signal.hann_window, periodic=True), pad_end=False)
-    power = tf.square(tf.abs(stft))
-    return tf.cast(tf.matmul(power, mel_filterbank()), tf.float16)
+@functools.lru_cache(maxsize=8)
+def _mel_power_fn(recipe: FeatureRecipe) -> Callable[[tf.Tensor], tf.Tensor]:
+    """The recipe's graph: already centre-padded samples (n,) -> (frames, n_mels) float16 mel power."""
+    filters = tf.constant(mel_filterbank(recipe.sample_rate, recipe.n_fft, recipe.n_mels, recipe.f_min, recipe.f_max))
+    window = functools.partial(tf.signal.hann_window, periodic=True)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+    def mel_power_f16(padded: tf.Tensor) -> tf.Tensor:
+        stft = tf.signal.stft(padded, frame_length=recipe.n_fft, frame_step=recipe.hop_length,
+                              fft_length=recipe.n_fft, window_fn=window, pad_end=False)
+        return tf.cast(tf.matmul(tf.square(tf.abs(stft)), filters), tf.float16)
+
+    return mel_power_f16
 
 
-def _padded_span(samples: np.ndarray, first: int, last: int) -> np.ndarray:
+def _padded_span(samples: np.ndarray, first: int, last: int, recipe: FeatureRecipe) -> np.ndarray:
     """The centre-padded signal covering frames [first, last): samples from first * hop - n_fft / 2
     to (last - 1) * hop + n_fft / 2, with zeros beyond either end of the track."""
-    start, stop = first * HOP_LENGTH - N_FFT // 2, (last - 1) * HOP_LENGTH + N_FFT // 2
+    half = recipe.n_fft // 2
+    start, stop = first * recipe.hop_length - half, (last - 1) * recipe.hop_length + half
     span = samples[max(start, 0):min(stop, samples.shape[0])]
     return np.pad(span, (max(-start, 0), max(stop - samples.shape[0], 0)))
 
 
-def mel_power(samples: np.ndarray, chunk_frames: int = CHUNK_FRAMES) -> np.ndarray:
-    """(n,) float32 mono at 16 kHz -> (1 + n // 256, 96) float16 mel power, the recipe's rounding.
+def mel_power(samples: np.ndarray, recipe: FeatureRecipe, chunk_frames: int = CHUNK_FRAMES) -> np.ndarray:
+    """(n,) float32 mono at recipe.sample_rate -> (1 + n // hop, n_mels) float16 mel power, the
+    recipe's rounding.
 
     Computed chunk_frames frames at a time; each frame sees exactly the samples it would in one pass.
     """
     if samples.shape[0] < 1:
         raise ValueError("mel_power needs at least one sample")
-    total = n_frames(samples.shape[0])
-    out = np.empty((total, N_MELS), dtype=np.float16)
+    total = recipe.n_frames(samples.shape[0])
+    out = np.empty((total, recipe.n_mels), dtype=np.float16)
+    compute = _mel_power_fn(recipe)
     for first in range(0, total, chunk_frames):
         last = min(first + chunk_frames, total)
-        out[first:last] = _mel_power_f16(tf.convert_to_tensor(_padded_span(samples, first, last), tf.float32)).numpy()
+        span = _padded_span(samples, first, last, recipe)
+        out[first:last] = compute(tf.convert_to_tensor(span, tf.float32)).numpy()
     return out
 
 
-def log_compress(mel: np.ndarray) -> np.ndarray:
-    """float16 mel power (..., 96) -> log10(10000 * mel + 1), float32 (numpy 2 would keep float16 and overflow)."""
-    return np.log10(np.float32(10000) * mel.astype(np.float32) + np.float32(1))
+def log_compress(mel: np.ndarray, recipe: FeatureRecipe) -> np.ndarray:
+    """float16 mel power (..., n_mels) -> float32 log-mel, the recipe's compression (MusiCNN:
+    log10(10000 * mel + 1))."""
+    return recipe.compress(mel)
 
 
-def log_mel(samples: np.ndarray) -> np.ndarray:
-    """(n,) float32 mono at 16 kHz -> (1 + n // 256, 96) float32 log-mel: the model's input features."""
-    return log_compress(mel_power(samples))
+def log_mel(samples: np.ndarray, recipe: FeatureRecipe) -> np.ndarray:
+    """(n,) float32 mono at recipe.sample_rate -> (1 + n // hop, n_mels) float32 log-mel: the model's input."""
+    return log_compress(mel_power(samples, recipe), recipe)
 
 
 def n_patches(total_frames: int, patch_frames: int, hop: int) -> int:

@@ -14,8 +14,9 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 
+from models.recipe import FeatureRecipe
 from models.registry import ModelSpec
-from models.serving import LoadedModel
+from models.serving import DEFAULT_BATCH_SIZE, LoadedModel
 from transforms import features
 from transforms.records import TrackFeatures, TrackPrediction
 
@@ -30,17 +31,20 @@ class PatchTagger:
     """The model as RunInference holds it: float16 mel patches (N, frames, mels), any N ->
     activations (N, classes) and embeddings (N, dim), float32.
 
-    Patches are log-compressed and run model.batch_size at a time (float32 patches take twice the
-    memory). It is a plain callable taking a whole batch: through Beam's cross-process proxy
-    (--model-copies) that is one round trip a batch, and half the bytes of float32 input.
+    Patches are log-compressed (the recipe's compression) and run batch_size at a time (float32
+    patches take twice the memory; None: the device's default). It is a plain callable taking a
+    whole batch: through Beam's cross-process proxy (--model-copies) that is one round trip a
+    batch, and half the bytes of float32 input.
     """
 
-    def __init__(self, model: LoadedModel):
+    def __init__(self, model: LoadedModel, recipe: FeatureRecipe, batch_size: Optional[int] = None):
         self.model = model
+        self.recipe = recipe
+        self.batch_size = batch_size or DEFAULT_BATCH_SIZE[model.device]
 
     def __call__(self, mel_patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        chunk = self.model.batch_size
-        outputs = [self.model(features.log_compress(mel_patches[i:i + chunk]))
+        chunk = self.batch_size
+        outputs = [self.model(self.recipe.compress(mel_patches[i:i + chunk]))
                    for i in range(0, len(mel_patches), chunk)]
         return np.concatenate([a for a, _ in outputs]), np.concatenate([e for _, e in outputs])
 
@@ -82,15 +86,16 @@ class TaggerModelHandler(ModelHandler[TrackFeatures, TrackPrediction, PatchTagge
         self.batch_size = batch_size
         self.precision = precision
         super().__init__(min_batch_size=self.MIN_BATCH_PATCHES, max_batch_size=self.MAX_BATCH_PATCHES,
-                         element_size_fn=functools.partial(count_patches, patch_frames=model.patch_frames, hop=patch_hop),
+                         element_size_fn=functools.partial(count_patches, patch_frames=model.recipe.patch_frames,
+                                                           hop=patch_hop),
                          model_copies=model_copies)
 
     def load_model(self) -> PatchTagger:
-        return PatchTagger(LoadedModel(self.model.local_path(), self.precision, self.batch_size))
+        return PatchTagger(LoadedModel(self.model.local_path(), self.precision), self.model.recipe, self.batch_size)
 
     def run_inference(self, batch: Sequence[TrackFeatures], model: PatchTagger,
                       inference_args: Optional[dict[str, Any]] = None) -> Iterable[TrackPrediction]:
-        return predict_tracks(batch, model, self.model.patch_frames, self.patch_hop)
+        return predict_tracks(batch, model, self.model.recipe.patch_frames, self.patch_hop)
 
     def get_num_bytes(self, batch: Sequence[TrackFeatures]) -> int:
         return sum(t.mel.nbytes for t in batch)
@@ -119,8 +124,8 @@ def track_row(prediction: TrackPrediction, model: ModelSpec, top_k: int = TOP_K)
     }
 
 
-def patch_rows(prediction: TrackPrediction) -> Iterator[dict]:
-    seconds_per_frame = features.HOP_LENGTH / features.SAMPLE_RATE
+def patch_rows(prediction: TrackPrediction, recipe: FeatureRecipe) -> Iterator[dict]:
+    seconds_per_frame = recipe.seconds_per_frame
     for i, (start, acts, emb) in enumerate(zip(prediction.patch_starts, prediction.activations, prediction.embeddings)):
         yield {"uri": prediction.track.uri, "track_id": prediction.track.track_id, "patch": i, "start_s": float(start * seconds_per_frame),
                "activations": acts.tolist(), "embedding": emb.tolist()}

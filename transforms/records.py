@@ -6,8 +6,11 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-# Stages named in the errors table.
-READ, DECODE, FEATURES, INFERENCE = "read", "decode", "features", "inference"
+from transforms.errors import TaggingError
+
+# Stages named in the errors table: naming the input (a conflict between manifests), reading the
+# bytes, decoding, the features, the model.
+INPUT, READ, DECODE, FEATURES, INFERENCE = "input", "read", "decode", "features", "inference"
 
 
 class InputFile(NamedTuple):
@@ -55,8 +58,12 @@ class ErrorRecord:
 
     @classmethod
     def from_exception(cls, source: InputFile, stage: str, exc: BaseException) -> "ErrorRecord":
-        kind = getattr(exc, "kind", None) or type(exc).__name__
-        message = getattr(exc, "message", None) or str(exc)
+        """A TaggingError gives its kind; anything else (a read failure: FileNotFoundError,
+        PermissionError, a network error) its exception type."""
+        if isinstance(exc, TaggingError):
+            kind, message = exc.kind, exc.message
+        else:
+            kind, message = type(exc).__name__, str(exc)
         return cls(uri=source.uri, stage=stage, error=kind, message=message[:2000] or kind, track_id=source.track_id)
 
     def row(self) -> dict:

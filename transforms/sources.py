@@ -1,24 +1,68 @@
 """Inputs: files, folders (recursively, audio files only) and globs on any fsspec filesystem, and
-manifests (a list of URIs, with optional track ids)."""
+manifests (a list of URIs, with optional track ids); and how the names of one file become one input.
+
+Every URI is written one way (normalise_uri), and the names that reach the same file (through
+--input, manifests, `..`, a symlink) are merged into one input (merge_names): a file is tagged once.
+"""
 from __future__ import annotations
 
 import csv
 import io
+import os
 import posixpath
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import fsspec
 import pyarrow.parquet as pq
-from fsspec.core import url_to_fs
+from fsspec.core import split_protocol, url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 
 from transforms.audio import AUDIO_EXTENSIONS
-from transforms.records import InputFile
+from transforms.errors import TaggingError
+from transforms.records import INPUT, ErrorRecord, InputFile
+
+_LOCAL_PROTOCOLS = (None, "file", "local")
 
 _GLOB_CHARS = set("*?[")
 
 
 class ManifestError(ValueError):
     pass
+
+
+def normalise_uri(uri: str) -> str:
+    """The one spelling of an input's URI.
+
+    Local paths become absolute and normalised (`dir/../dir/a.mp3` -> `/abs/dir/a.mp3`, `file://`
+    dropped, `~` expanded). Remote URIs get their filesystem's main protocol (gcs:// -> gs://,
+    s3a:// -> s3://) and the path as fsspec writes it; `..` stays, since in a bucket it is part of a key.
+    """
+    uri = uri.strip()
+    protocol, _ = split_protocol(uri)
+    if protocol in _LOCAL_PROTOCOLS:
+        return os.path.normpath(LocalFileSystem._strip_protocol(uri))
+    cls = fsspec.get_filesystem_class(protocol)
+    main = cls.protocol if isinstance(cls.protocol, str) else cls.protocol[0]
+    return f"{main}://{cls._strip_protocol(uri)}"
+
+
+def file_identity(uri: str) -> str:
+    """What two names of the same file share: a local file's real path (symlinks resolved), a
+    remote object's normalised URI. uri: as normalise_uri writes it."""
+    return os.path.realpath(uri) if split_protocol(uri)[0] in _LOCAL_PROTOCOLS else uri
+
+
+def merge_names(names: Iterable[InputFile]) -> InputFile | ErrorRecord:
+    """All the names one file was given -> one input: the first URI in sort order, with the track_id
+    the names agree on (a name without one, e.g. from --input, agrees with any). Different
+    track_ids for one file give one ConflictingTrackId error instead: no id is chosen silently."""
+    names = list(names)
+    uri = min(n.uri for n in names)
+    ids = sorted({n.track_id for n in names if n.track_id is not None})
+    if len(ids) > 1:
+        conflict = TaggingError("ConflictingTrackId", f"named with {len(ids)} track_ids: {', '.join(map(repr, ids))}")
+        return ErrorRecord.from_exception(InputFile(uri), INPUT, conflict)
+    return InputFile(uri, ids[0] if ids else None)
 
 
 def _is_audio_name(path: str) -> bool:
@@ -35,7 +79,7 @@ def expand_input(pattern: str) -> Iterator[str]:
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
 
     def uri(path: str) -> str:
-        return path if protocol in ("file", "local") else f"{protocol}://{path}"
+        return normalise_uri(path if protocol in _LOCAL_PROTOCOLS else f"{protocol}://{path}")
 
     if any(c in pattern for c in _GLOB_CHARS):
         paths = [p for p, info in fs.glob(root, detail=True).items() if info["type"] == "file"]
@@ -49,7 +93,8 @@ def expand_input(pattern: str) -> Iterator[str]:
 
 
 def read_manifest(manifest: str) -> Iterator[InputFile]:
-    """A manifest -> its inputs, in order.
+    """A manifest -> its inputs, in order, URIs normalised (relative paths are taken from the
+    working directory).
 
     .txt: one URI a line (blank lines and lines starting with # are skipped); .csv (with a header
     row) and .parquet: a `uri` column and an optional `track_id` column, carried into every output.
@@ -71,6 +116,6 @@ def read_manifest(manifest: str) -> Iterator[InputFile]:
     if "uri" not in columns:
         raise ManifestError(f"manifest {manifest} has no `uri` column (columns: {', '.join(map(str, columns))})")
     for row in rows:
-        if row["uri"]:
+        if row["uri"] is not None and str(row["uri"]).strip():
             track_id = row.get("track_id")
-            yield InputFile(str(row["uri"]).strip(), None if track_id in (None, "") else str(track_id))
+            yield InputFile(normalise_uri(str(row["uri"])), None if track_id in (None, "") else str(track_id))
