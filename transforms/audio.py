@@ -165,7 +165,10 @@ def _audio_stream(container: av.container.InputContainer) -> av.audio.stream.Aud
 
 
 def _short(error: Exception) -> str:
-    return f"{type(error).__name__}: {error}"[:200]
+    # FFmpeg's errors end with the file name FFmpeg was given, a path or '<none>' for a stream: the
+    # row already names the input, and the same file must give the same message wherever it is read.
+    text = error.strerror if isinstance(error, av.FFmpegError) and error.strerror else str(error)
+    return f"{type(error).__name__}: {text}"[:200]
 
 
 # --- durations ----------------------------------------------------------------------------------
