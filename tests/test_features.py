@@ -106,3 +106,18 @@ def test_other_recipes_match_librosa(sample_rate, n_fft, hop, n_mels, f_max):
     ours = features.log_mel(samples, recipe)
     assert ours.shape == theirs.shape == (1 + len(samples) // hop, n_mels)
     assert np.abs(ours - theirs).max() < 1e-3
+
+
+@pytest.mark.parametrize("pieces", [[1], [255, 1, 300], [1000] * 45, [7777, 1, 1, 36221]])
+def test_a_streamed_mel_equals_one_pass(pieces, recipe):
+    """Samples pushed in pieces of any size give the one-pass mel, frame for frame."""
+    samples = np.random.default_rng(len(pieces)).uniform(-0.5, 0.5, sum(pieces)).astype(np.float32)
+    one_pass = features.mel_power(samples, recipe, chunk_frames=1 << 30)
+    for chunk_frames in (1, 7, 64):
+        stream = features.MelStream(recipe, chunk_frames)
+        start = 0
+        for size in pieces:
+            stream.push(samples[start:start + size])
+            start += size
+        np.testing.assert_array_equal(stream.finish(), one_pass)
+        assert stream.n_samples == len(samples) and stream.peak == np.abs(samples).max()

@@ -75,31 +75,77 @@ def _mel_power_fn(recipe: FeatureRecipe) -> Callable[[tf.Tensor], tf.Tensor]:
     return mel_power_f16
 
 
-def _padded_span(samples: np.ndarray, first: int, last: int, recipe: FeatureRecipe) -> np.ndarray:
-    """The centre-padded signal covering frames [first, last): samples from first * hop - n_fft / 2
-    to (last - 1) * hop + n_fft / 2, with zeros beyond either end of the track."""
-    half = recipe.n_fft // 2
-    start, stop = first * recipe.hop_length - half, (last - 1) * recipe.hop_length + half
-    span = samples[max(start, 0):min(stop, samples.shape[0])]
-    return np.pad(span, (max(-start, 0), max(stop - samples.shape[0], 0)))
+class MelStream:
+    """A mono signal pushed in chunks of any size -> its (1 + n // hop, n_mels) float16 mel power,
+    equal to a one-pass mel_power of the whole signal.
+
+    Only the samples the next frames need are held (about chunk_frames * hop), and the mel is
+    computed chunk_frames frames a TensorFlow call: the memory a track costs is its mel (12 KB per
+    audio second at MusiCNN's settings), not its samples. `n_samples` and `peak` are kept for the
+    usability checks.
+    """
+
+    def __init__(self, recipe: FeatureRecipe, chunk_frames: int = CHUNK_FRAMES):
+        self.recipe = recipe
+        self.chunk_frames = chunk_frames
+        self.n_samples = 0
+        self.peak = 0.0
+        self._compute = _mel_power_fn(recipe)
+        self._held: list[np.ndarray] = []  # samples [self._held_from, self.n_samples), in pushed pieces
+        self._held_from = 0
+        self._frames_done = 0
+        self._mel: list[np.ndarray] = []
+
+    def push(self, samples: np.ndarray) -> None:
+        """samples: (k,) float32 at recipe.sample_rate, the next k samples of the signal."""
+        if samples.shape[0] == 0:
+            return
+        self._held.append(samples)
+        self.n_samples += samples.shape[0]
+        self.peak = max(self.peak, float(np.max(np.abs(samples))))
+        half, hop = self.recipe.n_fft // 2, self.recipe.hop_length
+        ready = (self.n_samples - half) // hop + 1 if self.n_samples >= half else 0  # frames whose samples are all in
+        while ready - self._frames_done >= self.chunk_frames:
+            self._compute_frames(self._frames_done + self.chunk_frames)
+
+    def finish(self) -> np.ndarray:
+        """The whole signal's mel power, (1 + n // hop, n_mels) float16; the signal ends with zeros
+        past its last sample, as a centred STFT pads it."""
+        if self.n_samples < 1:
+            raise ValueError("a mel needs at least one sample")
+        total = self.recipe.n_frames(self.n_samples)
+        while self._frames_done < total:
+            self._compute_frames(min(self._frames_done + self.chunk_frames, total))
+        return np.concatenate(self._mel) if len(self._mel) > 1 else self._mel[0]
+
+    def _compute_frames(self, last: int) -> None:
+        """Frames [done, last): from samples first * hop - n_fft / 2 to (last - 1) * hop + n_fft / 2,
+        zeros beyond either end of the signal."""
+        half, hop = self.recipe.n_fft // 2, self.recipe.hop_length
+        first = self._frames_done
+        start, stop = first * hop - half, (last - 1) * hop + half
+        held = np.concatenate(self._held) if len(self._held) > 1 else self._held[0]
+        span = held[max(start, 0) - self._held_from:min(stop, self.n_samples) - self._held_from]
+        span = np.pad(span, (max(-start, 0), max(stop - self.n_samples, 0)))
+        self._mel.append(self._compute(tf.convert_to_tensor(span, tf.float32)).numpy())
+        self._frames_done = last
+        keep_from = max(last * hop - half, 0)  # the first sample a later frame needs
+        self._held = [held[keep_from - self._held_from:]]
+        self._held_from = keep_from
 
 
 def mel_power(samples: np.ndarray, recipe: FeatureRecipe, chunk_frames: int = CHUNK_FRAMES) -> np.ndarray:
     """(n,) float32 mono at recipe.sample_rate -> (1 + n // hop, n_mels) float16 mel power, the
     recipe's rounding.
 
-    Computed chunk_frames frames at a time; each frame sees exactly the samples it would in one pass.
+    Computed chunk_frames frames at a time (MelStream); each frame sees exactly the samples it would
+    in one pass.
     """
     if samples.shape[0] < 1:
         raise ValueError("mel_power needs at least one sample")
-    total = recipe.n_frames(samples.shape[0])
-    out = np.empty((total, recipe.n_mels), dtype=np.float16)
-    compute = _mel_power_fn(recipe)
-    for first in range(0, total, chunk_frames):
-        last = min(first + chunk_frames, total)
-        span = _padded_span(samples, first, last, recipe)
-        out[first:last] = compute(tf.convert_to_tensor(span, tf.float32)).numpy()
-    return out
+    stream = MelStream(recipe, chunk_frames)
+    stream.push(samples)
+    return stream.finish()
 
 
 def log_compress(mel: np.ndarray, recipe: FeatureRecipe) -> np.ndarray:
