@@ -4,6 +4,7 @@ video without sound, soundless, silent, short: one file for every decode and fea
 from __future__ import annotations
 
 import os
+import struct
 import wave
 from pathlib import Path
 
@@ -21,8 +22,9 @@ def write_bad_inputs(directory: str | os.PathLike) -> dict[str, str]:
 
     Decoding raises TaggingError for empty.mp3 (EmptyFile), truncated.flac (Truncated),
     corrupt.mp3 (Corrupt), not_audio.mp3 and random.ogg (NotAudio), video_only.mp4 (NoAudioStream)
-    and no_samples.wav (EmptyAudio); silent.wav (Silent) and too_short.wav (TooShort) decode and are
-    judged by the features stage; short_2s.wav is under one patch but is tagged (repeat-padded).
+    no_samples.wav (EmptyAudio) and rate_1hz.wav (UnsupportedFormat); silent.wav (Silent),
+    too_short.wav (TooShort) and nan.wav (Corrupt: a NaN sample) decode and are judged by the
+    features stage; short_2s.wav is under one patch but is tagged (repeat-padded).
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -52,6 +54,12 @@ def write_bad_inputs(directory: str | os.PathLike) -> dict[str, str]:
         header_only.setsampwidth(2)
         header_only.setframerate(16000)
     _write_video_only(path("video_only.mp4"))
+    wav = bytearray((out / "short_2s.wav").read_bytes())
+    struct.pack_into("<I", wav, wav.find(b"fmt ") + 12, 1)  # the header says 1 Hz: 18 h for 64 KB at 16 kHz
+    path("rate_1hz.wav").write_bytes(wav)
+    damaged = synth_music(106, 2.0, 16000, 1)
+    damaged[0, 8000] = np.nan  # float wav samples are taken as they are
+    write_audio(path("nan.wav"), damaged, 16000, "wavf32")
     return paths
 
 

@@ -19,10 +19,12 @@ from fsspec.core import url_to_fs
 from models.recipe import RecipeError
 from models.registry import DEFAULT_MODEL, PRECISIONS, ModelNotFound, resolve_model
 from pipeline.config import ConfigError, expand_config
+from transforms.decoders import DEFAULT_STALL_TIMEOUT_S
 from transforms.sinks import MODEL_FILE, TABLES, table_path, write_model_metadata
 from transforms.sources import ManifestError, expand_input, read_manifest
 
 PROG = "musicnn-beam"
+DEFAULT_MAX_DURATION_S = 6 * 3600.0
 LOCAL_RUNNERS = {None, "DirectRunner", "FnApiRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner"}
 
 
@@ -44,6 +46,16 @@ class _Parser(_OneLineErrors, argparse.ArgumentParser):
 
 class _BeamParser(_OneLineErrors, _BeamArgumentParser):
     pass
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -90,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="load N models per machine, shared by all its worker processes (Beam's "
                              "model_copies), e.g. 1 for one GPU fed by a decoding process per core "
                              "(default: one model per worker process)")
+    parser.add_argument("--max-duration", type=positive_float, default=DEFAULT_MAX_DURATION_S, metavar="SECONDS",
+                        help=f"a longer source is an error (TooLong), found in bounded time "
+                             f"(default: {DEFAULT_MAX_DURATION_S:g}, 6 hours)")
+    parser.add_argument("--decode-timeout", type=positive_float, default=DEFAULT_STALL_TIMEOUT_S, metavar="SECONDS",
+                        help=f"a decoder that makes no progress this long is killed and its file is an error "
+                             f"(Timeout) (default: {DEFAULT_STALL_TIMEOUT_S:g})")
     parser.add_argument("--overwrite", action="store_true", help="replace results already in --output")
     parser.add_argument("--config", metavar="FILE", help="a YAML run profile (configs/); flags given here override it")
     return parser
@@ -194,7 +212,8 @@ def run(argv: list[str]) -> str:
     from pipeline.graph import InputSpec, TagCatalogue, TagSettings, WriteOutputs
 
     settings = TagSettings(model=model, patch_hop=patch_hop, batch_size=args.batch_size, precision=args.precision,
-                           inference_accelerator=args.inference_accelerator, model_copies=args.model_copies)
+                           inference_accelerator=args.inference_accelerator, model_copies=args.model_copies,
+                           max_duration_s=args.max_duration, decode_timeout_s=args.decode_timeout)
     specs = [InputSpec(pattern=p) for p in args.input] + [InputSpec(manifest=m) for m in args.manifest]
     with beam.Pipeline(runner=local_runner, options=options) as p:
         tables = (p

@@ -1,22 +1,23 @@
 """The Beam graph: inputs -> tracks, patches and errors tables.
 
     patterns / manifests -> expand -> group the names of each file into one input (a shuffle: it
-      also spreads the files over workers) -> read + decode + resample + mel (CPU) -> RunInference, batches spanning tracks (CPU or GPU)
-      -> per-track assembly -> Parquet
+      also spreads the files over workers) -> read + decode + resample (decoder processes) + mel
+      (CPU) -> RunInference, batches spanning tracks (CPU or GPU) -> per-track assembly -> Parquet
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Optional
+from typing import Iterator, Optional
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 
 from models.registry import ModelSpec
 from transforms.errors import TaggingError
+from transforms.decoders import DEFAULT_STALL_TIMEOUT_S
 from transforms.extract import ERRORS, ExtractFeatures
 from transforms.inference import TaggerModelHandler, patch_rows, track_row
-from transforms.records import INFERENCE, ErrorRecord, InputFile
+from transforms.records import ErrorRecord, InputFile
 from transforms.sinks import WriteTable
 from transforms.sources import expand_input, file_identity, merge_names, read_manifest
 
@@ -29,6 +30,8 @@ class TagSettings:
     precision: str = "float32"
     inference_accelerator: Optional[str] = None  # a Beam resource hint for the inference stage
     model_copies: Optional[int] = None  # models per machine shared by its worker processes; None: one per process
+    max_duration_s: Optional[float] = None  # longer sources are errors (TooLong); None: no limit
+    decode_timeout_s: float = DEFAULT_STALL_TIMEOUT_S  # a decoder silent this long is killed (Timeout)
 
 
 @dataclass(frozen=True)
@@ -46,19 +49,20 @@ def expand_spec(spec: InputSpec) -> Iterator[tuple[str, InputFile]]:
         yield file_identity(file.uri), file
 
 
-def one_input_per_file(names_of_one_file: tuple[str, Iterable[InputFile]]) -> Iterator:
-    """The grouped names of one file -> its InputFile, or an ErrorRecord on the errors output."""
-    merged = merge_names(names_of_one_file[1])
-    yield beam.pvalue.TaggedOutput(ERRORS, merged) if isinstance(merged, ErrorRecord) else merged
+def errors_apart(value) -> Iterator:
+    """ErrorRecords to the errors output, anything else to the main output."""
+    yield beam.pvalue.TaggedOutput(ERRORS, value) if isinstance(value, ErrorRecord) else value
 
 
 def _failed_batch_to_errors(failure) -> list[dict]:
-    """RunInference's dead letter (batch, (exception type, repr, traceback lines)) -> a row per track."""
+    """RunInference's dead letter (batch, (exception type, repr, traceback lines)) -> a row per track.
+    The handler itself turns a model failure into one error per failing track; this catches what
+    fails around it."""
     batch, (exc_type, exc_repr, traceback_lines) = failure
     # The last traceback line is "module.Type: message"; the repr loses TensorFlow's messages.
     detail = traceback_lines[-1].strip().split(": ", 1)[-1] if traceback_lines else exc_repr
     error = TaggingError("InferenceFailed", f"{exc_type.__name__}: {detail}")
-    return [ErrorRecord.from_exception(InputFile(t.uri, t.track_id), INFERENCE, error).row() for t in batch]
+    return [ErrorRecord.of(InputFile(t.uri, t.track_id), error).row() for t in batch]
 
 
 class TagCatalogue(beam.PTransform):
@@ -70,24 +74,28 @@ class TagCatalogue(beam.PTransform):
 
     def expand(self, specs):
         s = self.settings
-        inputs = (specs
-                  | "Expand" >> beam.FlatMap(expand_spec)
-                  | "GroupNames" >> beam.GroupByKey()
-                  | "OneInputPerFile" >> beam.FlatMap(one_input_per_file).with_outputs(ERRORS, main="files"))
         recipe = s.model.recipe
-        extracted = inputs.files | "Extract" >> beam.ParDo(ExtractFeatures(recipe)).with_outputs(ERRORS, main="features")
+        files = (specs
+                 | "Expand" >> beam.FlatMap(expand_spec)
+                 | "GroupNames" >> beam.GroupByKey()
+                 | "OneInputPerFile" >> beam.MapTuple(lambda _, names: merge_names(names))
+                 | "FileOrError" >> beam.FlatMap(errors_apart).with_outputs(ERRORS, main="files"))
+        extract = ExtractFeatures(recipe, max_duration_s=s.max_duration_s, decode_timeout_s=s.decode_timeout_s)
+        extracted = files.files | "Extract" >> beam.ParDo(extract).with_outputs(ERRORS, main="features")
         handler = TaggerModelHandler(s.model, patch_hop=s.patch_hop, batch_size=s.batch_size, precision=s.precision,
                                      model_copies=s.model_copies)
         infer = RunInference(handler).with_exception_handling()
         if s.inference_accelerator:
             infer = infer.with_resource_hints(accelerator=s.inference_accelerator)
-        predictions, failed = extracted.features | "Infer" >> infer
-        tracks = predictions | "Tracks" >> beam.Map(track_row, s.model)
-        patches = predictions | "Patches" >> beam.FlatMap(patch_rows, recipe)
-        errors = ((inputs[ERRORS] | "InputErrorRows" >> beam.Map(ErrorRecord.row),
-                   extracted[ERRORS] | "ErrorRows" >> beam.Map(ErrorRecord.row),
-                   failed.failed_inferences | "InferenceErrors" >> beam.FlatMap(_failed_batch_to_errors))
-                  | "AllErrors" >> beam.Flatten())
+        results, failed = extracted.features | "Infer" >> infer
+        predicted = results | "PredictionOrError" >> beam.FlatMap(errors_apart).with_outputs(ERRORS, main="tracks")
+        tracks = predicted.tracks | "Tracks" >> beam.Map(track_row, s.model)
+        patches = predicted.tracks | "Patches" >> beam.FlatMap(patch_rows, recipe)
+        file_errors = ((files[ERRORS], extracted[ERRORS], predicted[ERRORS])
+                       | "FileErrors" >> beam.Flatten()
+                       | "ErrorRows" >> beam.Map(ErrorRecord.row))
+        batch_errors = failed.failed_inferences | "BatchErrors" >> beam.FlatMap(_failed_batch_to_errors)
+        errors = (file_errors, batch_errors) | "AllErrors" >> beam.Flatten()
         return {"tracks": tracks, "patches": patches, "errors": errors}
 
 

@@ -144,7 +144,8 @@ def test_odd_rates(files, name):
 @pytest.mark.parametrize(
     "name, kind",
     [("empty.mp3", "EmptyFile"), ("truncated.flac", "Truncated"), ("not_audio.mp3", "NotAudio"), ("random.ogg", "NotAudio"),
-     ("corrupt.mp3", "Corrupt"), ("video_only.mp4", "NoAudioStream"), ("no_samples.wav", "EmptyAudio")],
+     ("corrupt.mp3", "Corrupt"), ("video_only.mp4", "NoAudioStream"), ("no_samples.wav", "EmptyAudio"),
+     ("rate_1hz.wav", "UnsupportedFormat")],
 )
 def test_bad_inputs_raise(bad_inputs, name, kind):
     with pytest.raises(TaggingError) as caught:
@@ -195,17 +196,21 @@ def test_empty_file_object():
 
 
 def test_streaming_resampler_equals_one_shot():
-    """The streaming soxr path must equal librosa's one-shot soxr.resample (checked at 30 s)."""
+    """The streaming soxr path must equal librosa's one-shot soxr.resample (checked at 30 s), its
+    length included."""
     from transforms.audio import _MonoResampler
 
     rng = np.random.default_rng(0)
-    for rate in (44100, 48000):
-        x = (0.3 * rng.standard_normal(30 * rate)).astype(np.float32)
-        streamed = _MonoResampler(rate, 16000, expected_s=None)
-        for start in range(0, x.shape[0], 1152):
-            streamed.push(x[start : start + 1152])
-        one_shot = soxr.resample(x, rate, 16000, quality="HQ")
-        np.testing.assert_allclose(streamed.finish(x.shape[0]), one_shot, atol=1e-6, rtol=0)
+    for rate in (44100, 48000, 16000, 8000):
+        x = (0.3 * rng.standard_normal(30 * rate + 7)).astype(np.float32)
+        streamed = _MonoResampler(rate, 16000)
+        chunks = [out for start in range(0, x.shape[0], 1152) for out in streamed.push(x[start : start + 1152])]
+        chunks += list(streamed.finish(x.shape[0]))
+        one_shot = x if rate == 16000 else soxr.resample(x, rate, 16000, quality="HQ")
+        expected = int(np.ceil(x.shape[0] * 16000 / rate))
+        one_shot = librosa.util.fix_length(one_shot, size=expected)  # what librosa.resample(fix=True) returns
+        assert sum(len(c) for c in chunks) == expected
+        np.testing.assert_allclose(np.concatenate(chunks), one_shot, atol=1e-6, rtol=0)
 
 
 def test_extensions():
@@ -235,3 +240,47 @@ def test_vbr_mp3_without_xing_header_is_not_truncated(tmp_path):
         for packet in stream.encode(None):
             container.mux(packet)
     assert abs(decode_audio(path, SR).duration_s - 16.0) < 0.1
+
+
+@pytest.mark.parametrize("codec,rate,keep", [("wav16", 44100, 0.97), ("wav24", 22050, 0.5), ("ogg", 44100, 0.97),
+                                             ("ogg", 44100, 0.5), ("opus", 48000, 0.97)])
+def test_a_cut_wav_or_ogg_is_truncated(tmp_path, codec, rate, keep):
+    """The wav data chunk states its size, an Ogg stream ends with an end-of-stream page: a file cut
+    short (even by 3 %) is Truncated, not a shorter track."""
+    whole = tmp_path / f"whole.{EXT[codec]}"
+    write_audio(whole, synth_music(8, 8.0, rate, 2), rate, codec)
+    assert decode_audio(whole, SR).duration_s == pytest.approx(8.0, abs=0.01)
+    cut = tmp_path / f"cut.{EXT[codec]}"
+    data = whole.read_bytes()
+    cut.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(TaggingError) as caught:
+        decode_audio(cut, SR)
+    assert caught.value.kind == "Truncated"
+
+
+def test_a_stream_whose_rate_and_channels_change_is_decoded(tmp_path):
+    """Three mp3 streams back to back (mono 44.1 kHz, stereo 44.1 kHz, stereo 22.05 kHz): FFmpeg's
+    resampler follows the changes; every second is decoded, at the first stream's rate."""
+    def without_id3(data: bytes) -> bytes:
+        size = (data[6] & 0x7F) << 21 | (data[7] & 0x7F) << 14 | (data[8] & 0x7F) << 7 | (data[9] & 0x7F)
+        return data[10 + size:] if data[:3] == b"ID3" else data
+
+    parts = []
+    for i, (rate, channels) in enumerate([(44100, 1), (44100, 2), (22050, 2)]):
+        path = tmp_path / f"part{i}.mp3"
+        write_audio(path, synth_music(20 + i, 3.0, rate, channels), rate, "mp3")
+        parts.append(without_id3(path.read_bytes()))
+    mixed = tmp_path / "mixed.mp3"
+    mixed.write_bytes(b"".join(parts))
+    decoded = decode_audio(mixed, SR)
+    assert (decoded.source_sample_rate, decoded.channels) == (44100, 1)
+    assert 9.0 <= decoded.duration_s < 9.2  # three 3 s parts and their encoder padding
+    assert decoded.samples.shape[0] == int(np.ceil(round(decoded.duration_s * 44100) * SR / 44100))
+
+
+def test_too_long_stops_decoding_at_the_limit(files):
+    path, _ = files["mp3"]  # 8 s
+    with pytest.raises(TaggingError) as caught:
+        decode_audio(path, SR, max_duration_s=5.0)
+    assert caught.value.kind == "TooLong"
+    assert decode_audio(path, SR, max_duration_s=8.5).duration_s == pytest.approx(8.0, abs=0.1)

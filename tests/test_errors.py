@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from transforms.audio import DecodedAudio
-from transforms.errors import KINDS, TaggingError
+from transforms.errors import KINDS, TaggingError, read_failure
 from transforms.extract import check_usable
-from transforms.records import DECODE, READ, ErrorRecord, InputFile
+from transforms.features import MelStream
+from transforms.records import ErrorRecord, InputFile
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -38,30 +38,42 @@ def test_an_unknown_kind_is_a_programming_error():
         TaggingError("Trunkated", "typo")
 
 
-def test_error_rows_carry_the_kind_or_the_exception_type():
-    source = InputFile("/music/a.mp3", "T1")
-    row = ErrorRecord.from_exception(source, DECODE, TaggingError("Corrupt", "bad header")).row()
+def test_error_rows_carry_the_kind_and_its_stage():
+    row = ErrorRecord.of(InputFile("/music/a.mp3", "T1"), TaggingError("Corrupt", "bad header")).row()
     assert row == {"uri": "/music/a.mp3", "track_id": "T1", "stage": "decode", "error": "Corrupt",
                    "message": "bad header"}
-    row = ErrorRecord.from_exception(source, READ, FileNotFoundError("no such file")).row()
-    assert (row["stage"], row["error"], row["message"]) == ("read", "FileNotFoundError", "no such file")
 
 
-def _audio(samples: np.ndarray) -> DecodedAudio:
-    return DecodedAudio(samples=samples.astype(np.float32), source_sample_rate=44100, channels=2,
-                        duration_s=len(samples) / 16000)
-
-
-@pytest.mark.parametrize("n_samples,peak,kind", [
-    (7999, 0.5, "TooShort"),  # 0.4999 s at 16 kHz
-    (8000, 9e-5, "Silent"),  # under 1e-4, -80 dBFS
+@pytest.mark.parametrize("exc,kind", [
+    (FileNotFoundError(2, "No such file or directory"), "NotFound"),
+    (PermissionError(13, "Permission denied"), "PermissionDenied"),
+    (IsADirectoryError(21, "Is a directory"), "NotAFile"),
+    (ConnectionResetError(104, "Connection reset by peer"), "ReadFailed"),
+    (TimeoutError("read timed out"), "ReadFailed"),
+    (RuntimeError("botocore said no"), "ReadFailed"),
 ])
-def test_unusable_audio(n_samples, peak, kind):
-    samples = np.full(n_samples, peak)
+def test_read_failures_are_typed(exc, kind):
+    error = read_failure(exc)
+    assert (error.kind, error.stage) == (kind, "read") and type(exc).__name__ in error.message
+
+
+def _streamed(samples: np.ndarray, recipe) -> MelStream:
+    stream = MelStream(recipe)
+    stream.push(samples.astype(np.float32))
+    return stream
+
+
+@pytest.mark.parametrize("samples,kind", [
+    (np.full(7999, 0.5), "TooShort"),  # 0.4999 s at 16 kHz
+    (np.full(8000, 9e-5), "Silent"),  # under 1e-4, -80 dBFS
+    (np.r_[np.full(8000, 0.5), np.nan], "Corrupt"),  # a damaged float wav
+    (np.r_[np.full(8000, 0.5), -np.inf, 0.1], "Corrupt"),
+])
+def test_unusable_audio(samples, kind, recipe):
     with pytest.raises(TaggingError) as caught:
-        check_usable(_audio(samples), 16000)
+        check_usable(_streamed(samples, recipe))
     assert caught.value.kind == kind
 
 
-def test_half_a_second_above_silence_is_usable():
-    check_usable(_audio(np.full(8000, 1.1e-4)), 16000)
+def test_half_a_second_above_silence_is_usable(recipe):
+    check_usable(_streamed(np.full(8000, 1.1e-4), recipe))

@@ -13,12 +13,15 @@ import pyarrow.dataset as ds
 import pytest
 
 from demo.bad import write_bad_inputs
+from demo.encode import write_audio
+from demo.synth import synth_music
 from models.original import librosa_load, original_model, original_tags
 from models.registry import resolve_model
 from pipeline.cli import main
 from tests.conftest import make_audio
 from tests.test_config import CONFIGS
 from transforms import sinks
+from transforms.decoders import TEST_HOOKS_ENV
 from transforms.errors import KINDS
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("converted_models")]
@@ -33,9 +36,20 @@ EXPECTED_ERRORS = {  # bad input -> (stage, error)
     "no_samples.wav": ("decode", "EmptyAudio"),
     "silent.wav": ("features", "Silent"),
     "too_short.wav": ("features", "TooShort"),
+    "rate_1hz.wav": ("decode", "UnsupportedFormat"),
+    "nan.wav": ("decode", "Corrupt"),  # the data is damaged, though only the features stage sees it
 }
-# The kinds no single file gives: tested below with two manifests and with a model that raises.
-KINDS_TESTED_ELSEWHERE = {"ConflictingTrackId", "InferenceFailed"}
+# The kinds no file of the bad set gives, and the test below that produces each.
+KINDS_TESTED_ELSEWHERE = {
+    "ConflictingTrackId": "test_every_file_is_tagged_once_whatever_names_it",
+    "InferenceFailed": "test_an_inference_failure_costs_only_the_track_that_fails_alone",
+    **dict.fromkeys(["NotFound", "NotAFile", "TooLong", "TooLarge", "Timeout", "DecoderCrashed"],
+                    "test_a_decoder_that_crashes_exhausts_memory_or_hangs_costs_one_file"),
+    "ReadFailed": "tests/test_storage.py::test_a_storage_outage_gives_read_errors",
+}
+# Kinds no end-to-end test here can produce, typed by the unit tests: root reads every local file;
+# DecoderError is what a decoder bug (not a file) would give.
+KINDS_UNIT_TESTED_ONLY = {"PermissionDenied", "DecoderError"}
 
 
 def read(output: Path, table: str):
@@ -70,7 +84,8 @@ def test_every_input_appears_exactly_once(catalogue, run_output):
 
 
 def test_bad_inputs_become_error_rows(run_output):
-    assert {kind for _, kind in EXPECTED_ERRORS.values()} | KINDS_TESTED_ELSEWHERE == set(KINDS)
+    assert {kind for _, kind in EXPECTED_ERRORS.values()} | set(KINDS_TESTED_ELSEWHERE) | KINDS_UNIT_TESTED_ONLY \
+        == set(KINDS)
     rows = {Path(r["uri"]).name: r for r in read(run_output, "errors").to_pylist()}
     assert set(rows) == set(EXPECTED_ERRORS)
     for name, (stage, error) in EXPECTED_ERRORS.items():
@@ -259,14 +274,15 @@ def test_the_models_metadata_decides_its_features(wav16k, tmp_path):
     assert np.abs(np.array([p["activations"] for p in patches]) - theirs).max() < 1e-3
 
 
-def failing_model(folder: Path) -> str:
-    """A --model folder whose SavedModel raises on every call (msd-musicnn's metadata, outputs of its shapes)."""
+def failing_model(folder: Path, max_log_mel: float) -> str:
+    """A --model folder whose SavedModel raises on any batch holding a log-mel value above max_log_mel
+    (msd-musicnn's metadata; outputs of its shapes, zeros)."""
     import tensorflow as tf
 
     class Failing(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, 187, 96], tf.float32, name="log_mel_patches")])
         def serve(self, log_mel_patches):
-            tf.debugging.assert_less(tf.reduce_max(log_mel_patches), -1.0, message="the model refuses this batch")
+            tf.debugging.assert_less(tf.reduce_max(log_mel_patches), max_log_mel, message="the model refuses this batch")
             n = tf.shape(log_mel_patches)[0]
             return {"activations": tf.zeros([n, 50]), "embedding": tf.zeros([n, 200])}
 
@@ -276,10 +292,10 @@ def failing_model(folder: Path) -> str:
     return str(folder)
 
 
-def test_a_batch_whose_inference_raises_puts_each_track_in_errors(catalogue, tmp_path):
+def test_a_model_that_always_raises_puts_each_track_in_errors(catalogue, tmp_path):
     output = tmp_path / "out"
-    assert main(["--input", str(catalogue), "--output", str(output), "--model", failing_model(tmp_path / "failing"),
-                 "--direct_num_workers=1"]) == 0
+    model = failing_model(tmp_path / "failing", max_log_mel=-1.0)
+    assert main(["--input", str(catalogue), "--output", str(output), "--model", model, "--direct_num_workers=1"]) == 0
 
     audio = sorted(str(p) for p in catalogue.rglob("*") if p.is_file() and p.suffix != ".txt")
     errors = {Path(r["uri"]).name: r for r in read(output, "errors").to_pylist()}
@@ -292,3 +308,45 @@ def test_a_batch_whose_inference_raises_puts_each_track_in_errors(catalogue, tmp
             assert "InvalidArgumentError" in row["message"] and "the model refuses this batch" in row["message"]
         else:
             assert (row["stage"], row["error"]) == EXPECTED_ERRORS[name]
+
+
+def test_an_inference_failure_costs_only_the_track_that_fails_alone(tmp_path):
+    """Four tracks in one batch; the model refuses the loud one (log-mel 6.7, the quiet ones 4.7): the
+    batch raises, each track is tried alone, and only the loud one is an error."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        write_audio(folder / f"quiet_{i}.wav", 0.1 * synth_music(5 + i, 6.0, 16000, 1), 16000, "wav16")
+    write_audio(folder / "loud.wav", synth_music(5, 6.0, 16000, 1), 16000, "wav16")
+    output = tmp_path / "out"
+    model = failing_model(tmp_path / "failing", max_log_mel=5.5)
+    assert main(["--input", str(folder), "--output", str(output), "--model", model, "--direct_num_workers=1"]) == 0
+
+    assert sorted(Path(u).name for u in read(output, "tracks").column("uri").to_pylist()) == \
+        ["quiet_0.wav", "quiet_1.wav", "quiet_2.wav"]
+    (error,) = read(output, "errors").to_pylist()
+    assert (Path(error["uri"]).name, error["stage"], error["error"]) == ("loud.wav", "inference", "InferenceFailed")
+
+
+def test_a_decoder_that_crashes_exhausts_memory_or_hangs_costs_one_file(tmp_path, monkeypatch, wav16k):
+    """Decoding runs in child processes: a crash, a runaway allocation and a hang (a test hook makes
+    the decoder do each, by file name) cost their files; so do a FIFO, a vanished file and a file
+    over --max-duration; the run goes on and tags the rest."""
+    monkeypatch.setenv(TEST_HOOKS_ENV, "1")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("decoder-crash.wav", "decoder-oom.wav", "decoder-hang.wav", "long_20s.wav"):
+        shutil.copy(wav16k, folder / name)
+    write_audio(folder / "short_5s.wav", synth_music(3, 5.0, 16000, 1), 16000, "wav16")
+    os.mkfifo(folder / "y.wav")
+    manifest = tmp_path / "m.txt"
+    manifest.write_text(f"{folder / 'y.wav'}\n{folder / 'gone.wav'}\n")
+    output = tmp_path / "out"
+    assert main(["--input", str(folder), "--manifest", str(manifest), "--output", str(output),
+                 "--decode-timeout", "5", "--max-duration", "10", "--direct_num_workers=1"]) == 0
+
+    assert [Path(u).name for u in read(output, "tracks").column("uri").to_pylist()] == ["short_5s.wav"]
+    errors = {Path(r["uri"]).name: (r["stage"], r["error"]) for r in read(output, "errors").to_pylist()}
+    assert errors == {"decoder-crash.wav": ("decode", "DecoderCrashed"), "decoder-oom.wav": ("decode", "TooLarge"),
+                      "decoder-hang.wav": ("decode", "Timeout"), "long_20s.wav": ("decode", "TooLong"),
+                      "y.wav": ("read", "NotAFile"), "gone.wav": ("read", "NotFound")}

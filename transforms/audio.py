@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, Union
+from typing import BinaryIO, Generator, Iterator, Union
 
 import av
 import numpy as np
@@ -21,7 +21,7 @@ import soxr
 
 from transforms.errors import TaggingError
 
-__all__ = ["AUDIO_EXTENSIONS", "AudioSource", "DecodedAudio", "decode_audio"]
+__all__ = ["AUDIO_EXTENSIONS", "AudioInfo", "AudioSource", "DecodedAudio", "decode_audio", "decode_chunks"]
 
 AUDIO_EXTENSIONS: frozenset[str] = frozenset({
     ".mp3", ".mp2", ".flac", ".wav", ".wave", ".ogg", ".oga", ".opus", ".spx",
@@ -46,6 +46,21 @@ _ESTIMATED_DURATION_FORMATS = frozenset({"aac", "ac3", "eac3", "dts", "amr", "mp
 _NON_MEDIA_FORMATS = frozenset({"image2", "tty", "bin", "ansi", "webp_pipe", "gif", "apng"})
 
 
+# Sample rates audio can have: a header outside them is damaged or hostile (a 64 KB wav claiming 1 Hz
+# would be 18 hours at 16 kHz).
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4000, 768_000
+MAX_CHANNELS = 64
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What decoding learnt about a source."""
+
+    source_sample_rate: int
+    channels: int
+    duration_s: float  # decoded source duration in seconds
+
+
 @dataclass(frozen=True)
 class DecodedAudio:
     samples: np.ndarray  # (n,) float32, mono, at the sample rate asked for
@@ -54,36 +69,61 @@ class DecodedAudio:
     duration_s: float  # decoded source duration in seconds
 
 
-def decode_audio(source: AudioSource, target_sample_rate: int) -> DecodedAudio:
-    """Decode, downmix (channel mean) and resample (soxr HQ) one file to (n,) float32 mono.
+def decode_chunks(source: AudioSource, target_sample_rate: int,
+                  max_duration_s: float | None = None) -> Generator[np.ndarray, None, AudioInfo]:
+    """Decode, downmix (channel mean) and resample (soxr HQ) one file as a stream of (k,) float32
+    mono chunks at target_sample_rate; the generator returns the source's AudioInfo.
 
+    The chunks joined are what librosa.load gives: n_out = ceil(n_in * target / rate). Memory is
+    bounded by a block of source frames, whatever the file's length or what its header claims.
     source: a local path (str/PathLike) or a binary file-like object (e.g. an fsspec file opened 'rb').
-    Raises TaggingError for files that cannot be tagged.
+    Raises TaggingError for files that cannot be tagged; TooLong past max_duration_s of source audio
+    (decoding stops there).
     """
     _reject_empty(source)
     try:
         container = av.open(_av_source(source), mode="r", metadata_errors="replace")
+    except MemoryError:
+        raise  # FFmpeg ran out of memory (av.error.MemoryError is one): not a verdict on the file's format
     except av.FFmpegError as error:
         raise _open_failure(source, error) from error
     with container:
         stream = _audio_stream(container)
-        rate = int(stream.codec_context.sample_rate)
-        channels = int(stream.codec_context.channels)
+        rate, channels = _stream_format(stream)
         declared_s = _declared_duration_s(container, stream) if _duration_is_declared(source, container) else None
+        _check_complete(source, container.format.name, rate)
         limit = _mp4_sample_limit(container, stream, rate)
-        resampler = _MonoResampler(rate, target_sample_rate, expected_s=declared_s)
+        max_samples = None if max_duration_s is None else int(max_duration_s * rate)
+        resampler = _MonoResampler(rate, target_sample_rate)
         n_in = 0
         for mono in _mono_chunks(source, container, stream, rate):
             if limit is not None and n_in + mono.shape[0] > limit:
                 mono = mono[: max(0, limit - n_in)]
             n_in += mono.shape[0]
-            resampler.push(mono)
+            if max_samples is not None and n_in > max_samples:
+                raise TaggingError("TooLong", f"longer than the {max_duration_s:g} s limit (--max-duration)")
+            yield from resampler.push(mono)
     if n_in == 0:
         raise TaggingError("EmptyAudio", "the audio stream decoded to 0 samples")
     decoded_s = n_in / rate
     _check_truncation(declared_s, decoded_s)
-    samples = resampler.finish(n_in)
-    return DecodedAudio(samples=samples, source_sample_rate=rate, channels=channels, duration_s=decoded_s)
+    yield from resampler.finish(n_in)
+    return AudioInfo(source_sample_rate=rate, channels=channels, duration_s=decoded_s)
+
+
+def decode_audio(source: AudioSource, target_sample_rate: int, max_duration_s: float | None = None) -> DecodedAudio:
+    """decode_chunks, joined: the whole track's (n,) float32 mono samples at target_sample_rate."""
+    chunks: list[np.ndarray] = []
+    decoding = decode_chunks(source, target_sample_rate, max_duration_s)
+    while True:
+        try:
+            chunks.append(next(decoding))
+        except StopIteration as done:
+            info: AudioInfo = done.value
+            break
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    return DecodedAudio(samples=samples, source_sample_rate=info.source_sample_rate, channels=info.channels,
+                        duration_s=info.duration_s)
 
 
 # --- opening and classifying failures ---------------------------------------------------------
@@ -152,6 +192,20 @@ def _audio_signature(head: bytes) -> str | None:
     if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:
         return "mpeg audio/adts"
     return None
+
+
+def _stream_format(stream: av.audio.stream.AudioStream) -> tuple[int, int]:
+    """(sample rate, channels) of the stream, or UnsupportedFormat when they are not what audio has."""
+    context = stream.codec_context
+    if context is None:
+        raise TaggingError("UnsupportedFormat", f"no decoder for the {stream.codec.name if stream.codec else '?'} stream")
+    rate, channels = int(context.sample_rate or 0), int(context.channels or 0)
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise TaggingError("UnsupportedFormat", f"sample rate {rate} Hz is outside "
+                                                f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise TaggingError("UnsupportedFormat", f"{channels} channels (1 to {MAX_CHANNELS} are audio)")
+    return rate, channels
 
 
 def _audio_stream(container: av.container.InputContainer) -> av.audio.stream.AudioStream:
@@ -229,6 +283,77 @@ def _mp4_sample_limit(container: av.container.InputContainer, stream: av.audio.s
     return int(round(stream.duration * stream.time_base * rate))
 
 
+def _check_complete(source: AudioSource, format_name: str, rate: int) -> None:
+    """Truncated, before any decoding, where the container itself shows it was cut: a wav whose
+    data chunk states more bytes than the file holds, an Ogg stream without its end-of-stream page."""
+    try:
+        f = source if hasattr(source, "read") else open(os.fspath(source), "rb")
+    except OSError:
+        return
+    try:
+        if not f.seekable():
+            return
+        position = f.tell()
+        try:
+            size = f.seek(0, os.SEEK_END)
+            if format_name == "wav":
+                stated = _wav_data_span(f)
+                if stated is not None:
+                    offset, data_bytes, block_align = stated
+                    if size - offset < data_bytes - block_align:  # the header states every byte: no tolerance
+                        raise TaggingError("Truncated", f"the wav data chunk states {data_bytes // block_align / rate:.3f} s, "
+                                                        f"the file holds {max(size - offset, 0) // block_align / rate:.3f} s")
+            elif format_name == "ogg" and not _ogg_ends_with_eos(f, size):
+                raise TaggingError("Truncated", "the Ogg stream ends without its end-of-stream page")
+        finally:
+            f.seek(position)
+    finally:
+        if f is not source:
+            f.close()
+
+
+def _wav_data_span(f: BinaryIO) -> tuple[int, int, int] | None:
+    """(offset of the data, bytes the data chunk states, bytes per frame) of a RIFF wav; None when the
+    header states no size (0 or 0xFFFFFFFF: written as a stream) or cannot be walked."""
+    f.seek(0)
+    if f.read(12)[:4] != b"RIFF":
+        return None
+    block_align = None
+    for _ in range(64):  # chunks before the data: fmt, LIST, fact, ... a few at most
+        header = f.read(8)
+        if len(header) < 8:
+            return None
+        chunk, length = header[:4], int.from_bytes(header[4:], "little")
+        if chunk == b"fmt ":
+            block_align = int.from_bytes(f.read(16)[12:14], "little")
+            f.seek(length - 16 + (length & 1), os.SEEK_CUR)
+        elif chunk == b"data":
+            if not block_align or length in (0, 0xFFFFFFFF):
+                return None
+            return f.tell(), length, block_align
+        else:
+            f.seek(length + (length & 1), os.SEEK_CUR)
+    return None
+
+
+def _ogg_ends_with_eos(f: BinaryIO, size: int) -> bool:
+    """Whether the file's pages run whole to its end and the last carries the end-of-stream flag
+    (header type bit 0x04). Walks the page headers (27 bytes + the lacing table each)."""
+    position = 0
+    while True:
+        f.seek(position)
+        header = f.read(27)
+        if len(header) < 27 or header[:4] != b"OggS":
+            return False
+        lacing = f.read(header[26])
+        end = position + 27 + header[26] + sum(lacing)
+        if len(lacing) < header[26] or end > size:
+            return False  # the last page is cut
+        if end == size:
+            return bool(header[5] & 0x04)
+        position = end
+
+
 def _check_truncation(declared_s: float | None, decoded_s: float) -> None:
     if declared_s is None:
         return
@@ -248,7 +373,25 @@ _BLOCK_SAMPLES = 65536
 def _mono_chunks(
     source: AudioSource, container: av.container.InputContainer, stream: av.audio.stream.AudioStream, rate: int,
 ) -> Iterator[np.ndarray]:
-    """Yield (n,) float32 chunks: each decoded frame as planar float at `rate`, channels averaged.
+    """Yield (n,) float32 chunks at `rate`, channels averaged, in blocks of about _BLOCK_SAMPLES; a
+    block ends early where the channel count changes mid-stream."""
+    block: list[np.ndarray] = []
+    block_samples = 0
+    for planar in _planar_frames(source, container, stream, rate):
+        if block and (planar.shape[0] != block[0].shape[0] or block_samples >= _BLOCK_SAMPLES):
+            yield _channel_mean(np.concatenate(block, axis=1))
+            block, block_samples = [], 0
+        block.append(planar)
+        block_samples += planar.shape[1]
+    if block:
+        yield _channel_mean(np.concatenate(block, axis=1))
+
+
+def _planar_frames(
+    source: AudioSource, container: av.container.InputContainer, stream: av.audio.stream.AudioStream, rate: int,
+) -> Iterator[np.ndarray]:
+    """Yield each decoded frame as (channels, n) planar float32 at `rate` (a stream whose rate
+    changes mid-file is resampled to its first rate).
 
     A decode error before any audio means the data is not (this) audio; after some audio it means
     corruption, unless it hits the last packet: then the data simply ends early, and the truncation
@@ -256,18 +399,20 @@ def _mono_chunks(
     """
     converters: dict[tuple[str, str, int], av.AudioResampler] = {}
     produced = False
-    block: list[np.ndarray] = []
-    block_samples = 0
     packets = container.demux(stream)
     while True:
         try:
             packet = next(packets)
         except StopIteration:
             break
+        except MemoryError:
+            raise
         except av.FFmpegError:
             break  # a demuxer error at the end of a cut file: stop, let the duration check judge
         try:
             frames = packet.decode()
+        except MemoryError:
+            raise
         except av.FFmpegError as error:
             if not produced:
                 head_kind = "Corrupt" if _audio_signature(_read_head(source)) else "NotAudio"
@@ -278,15 +423,9 @@ def _mono_chunks(
         for frame in frames:
             for planar in _to_fltp(frame, rate, converters):
                 produced = True
-                block.append(planar)
-                block_samples += planar.shape[1]
-                if block_samples >= _BLOCK_SAMPLES:
-                    yield _channel_mean(np.concatenate(block, axis=1))
-                    block, block_samples = [], 0
+                yield planar
     for converter in converters.values():
-        block.extend(converter.resample(None) or ())
-    if block:
-        yield _channel_mean(np.concatenate(block, axis=1))
+        yield from (out.to_ndarray() for out in converter.resample(None) or ())
 
 
 def _more_packets(packets: Iterator[av.Packet]) -> bool:
@@ -321,47 +460,46 @@ def _channel_mean(planar: np.ndarray) -> np.ndarray:
 
 
 class _MonoResampler:
-    """Streams (n,) float32 chunks through soxr HQ into a growing (m,) float32 output.
+    """Streams (n,) float32 chunks through soxr HQ, yielding (m,) float32 output chunks.
 
     Streaming output equals soxr.resample on the whole signal to within 1e-6 (the tests check 44.1
-    and 48 kHz), so the stream reproduces librosa's one-shot call without holding the source-rate signal.
+    and 48 kHz), so the stream reproduces librosa's one-shot call without holding the signal. The
+    last HOLD_BACK output samples are kept until finish(), which cuts or zero-pads the total to
+    librosa's length.
     """
 
-    def __init__(self, in_rate: int, out_rate: int, expected_s: float | None):
+    HOLD_BACK = 4096
+
+    def __init__(self, in_rate: int, out_rate: int):
         self.in_rate = in_rate
         self.out_rate = out_rate
         self._stream = None if in_rate == out_rate else soxr.ResampleStream(
             in_rate, out_rate, 1, dtype="float32", quality=_SOXR_QUALITY,
         )
-        # Sized from the declared duration so a whole file normally needs no regrowth.
-        capacity = int((expected_s or 60.0) * out_rate * 1.01) + out_rate
-        self._buffer = np.empty(capacity, dtype=np.float32)
-        self._size = 0
+        self._held = np.zeros(0, dtype=np.float32)
+        self._emitted = 0
 
-    def push(self, mono: np.ndarray) -> None:
+    def push(self, mono: np.ndarray) -> Iterator[np.ndarray]:
         if mono.shape[0] == 0:
             return
-        if self._stream is None:
-            self._append(mono)
-        else:
-            self._append(self._stream.resample_chunk(np.ascontiguousarray(mono), last=False))
+        out = mono if self._stream is None else self._stream.resample_chunk(np.ascontiguousarray(mono), last=False)
+        held = np.concatenate([self._held, out]) if self._held.shape[0] else out
+        ready = held.shape[0] - self.HOLD_BACK
+        if ready > 0:
+            self._emitted += ready
+            yield held[:ready]
+            held = held[ready:]
+        self._held = np.array(held, dtype=np.float32)  # a copy: the yielded block may be kept by the caller
 
-    def finish(self, n_in: int) -> np.ndarray:
-        """The (m,) float32 result, m = ceil(n_in * out_rate / in_rate) like librosa.resample(fix=True)."""
+    def finish(self, n_in: int) -> Iterator[np.ndarray]:
+        """The rest, so that the total is ceil(n_in * out_rate / in_rate), like librosa.resample(fix=True)."""
+        tail = self._held
         if self._stream is not None:
-            self._append(self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+            tail = np.concatenate([tail, self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)])
         expected = int(np.ceil(n_in * (float(self.out_rate) / self.in_rate)))
-        if self._size < expected:
-            self._append(np.zeros(expected - self._size, dtype=np.float32))
-        out = self._buffer[:expected]
-        # Do not pin a much larger buffer behind a small view.
-        return out.copy() if self._buffer.shape[0] > 1.25 * expected + self.out_rate else out
-
-    def _append(self, chunk: np.ndarray) -> None:
-        end = self._size + chunk.shape[0]
-        if end > self._buffer.shape[0]:
-            grown = np.empty(max(end, 2 * self._buffer.shape[0]), dtype=np.float32)
-            grown[: self._size] = self._buffer[: self._size]
-            self._buffer = grown
-        self._buffer[self._size:end] = chunk
-        self._size = end
+        rest = max(expected - self._emitted, 0)
+        tail = tail[:rest]
+        if tail.shape[0] < rest:
+            tail = np.concatenate([tail, np.zeros(rest - tail.shape[0], dtype=np.float32)])
+        if tail.shape[0]:
+            yield tail

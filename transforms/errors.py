@@ -7,15 +7,25 @@ from __future__ import annotations
 # kind -> (stage that raises it, what it means). Stages are those of transforms.records.
 KINDS: dict[str, tuple[str, str]] = {
     "ConflictingTrackId": ("input", "the file is named with different track_ids (e.g. by two manifests)"),
+    "NotFound": ("read", "the file is gone (deleted or moved after it was listed)"),
+    "PermissionDenied": ("read", "the file cannot be read with the run's credentials"),
+    "NotAFile": ("read", "a FIFO, device, socket or folder, not a regular file"),
+    "ReadFailed": ("read", "the storage failed to serve the file (network, server error); the message says how"),
     "EmptyFile": ("decode", "the file is 0 bytes"),
     "NotAudio": ("decode", "no audio format recognised (text, images, random bytes)"),
     "NoAudioStream": ("decode", "a media container without an audio stream (e.g. a video-only mp4)"),
+    "UnsupportedFormat": ("decode", "a sample rate outside 4-768 kHz, a channel count outside 1-64, or no decoder"),
     "Corrupt": ("decode", "an audio format is recognised but its header or data cannot be decoded"),
     "Truncated": ("decode", "the file decodes shorter than its header states (cut off)"),
     "EmptyAudio": ("decode", "the audio stream decodes to 0 samples"),
+    "TooLong": ("decode", "longer than --max-duration (decoding stops there)"),
+    "TooLarge": ("decode", "decoding needed more memory than a decoder may use"),
+    "Timeout": ("decode", "reading and decoding made no progress for --decode-timeout seconds"),
+    "DecoderCrashed": ("decode", "the decoder process died (killed by a signal)"),
+    "DecoderError": ("decode", "the decoder failed in an unexpected way; the message names the exception"),
     "TooShort": ("features", "under 0.5 s of audio: too little to repeat-pad into a patch"),
     "Silent": ("features", "peak amplitude under -80 dBFS"),
-    "InferenceFailed": ("inference", "the model raised on the batch that held this track"),
+    "InferenceFailed": ("inference", "the model raised on this track, alone in its batch"),
 }
 
 
@@ -29,6 +39,24 @@ class TaggingError(Exception):
         self.kind = kind
         self.message = message
 
+    @property
+    def stage(self) -> str:
+        return KINDS[self.kind][0]
+
     def __reduce__(self):
         # Default exception pickling replays self.args (one string) into __init__; Beam pickles errors.
         return (type(self), (self.kind, self.message))
+
+
+def read_failure(exc: BaseException) -> TaggingError:
+    """An exception raised while opening or reading a file (any filesystem's) -> its kind."""
+    if isinstance(exc, TaggingError):
+        return exc
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, FileNotFoundError):
+        return TaggingError("NotFound", text)
+    if isinstance(exc, PermissionError):
+        return TaggingError("PermissionDenied", text)
+    if isinstance(exc, (IsADirectoryError, NotADirectoryError)):
+        return TaggingError("NotAFile", text)
+    return TaggingError("ReadFailed", text)

@@ -1,4 +1,4 @@
-"""Read + decode + resample + mel: one input URI -> TrackFeatures, or an ErrorRecord.
+"""Read + decode + resample (in a decoder process) + mel: one input URI -> TrackFeatures, or an ErrorRecord.
 
 These stages run on CPU workers; what they emit is float16 mel power (12 KB per audio second),
 so decoding and inference can run on different workers.
@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import collections
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Iterator
+from typing import Iterator, Optional
 
 import apache_beam as beam
-import fsspec
-import numpy as np
 from apache_beam.transforms.window import GlobalWindows
 
 from models.recipe import FeatureRecipe
 from models.serving import configure_gpus
 from transforms import features
-from transforms.audio import DecodedAudio, decode_audio
+from transforms.decoders import DEFAULT_STALL_TIMEOUT_S, DecodeRequest, DecoderPool, shared_pool
 from transforms.errors import TaggingError
-from transforms.records import DECODE, FEATURES, READ, ErrorRecord, InputFile, TrackFeatures
+from transforms.records import ErrorRecord, InputFile, TrackFeatures
 
 ERRORS = "errors"
 
@@ -29,54 +27,50 @@ MIN_DURATION_S = 0.5
 SILENCE_PEAK = 1e-4
 
 
-def check_usable(audio: DecodedAudio, sample_rate: int) -> None:
-    """Raise TaggingError for audio that decodes but cannot be tagged meaningfully.
-
-    audio.samples: (n,) float32 at sample_rate.
-    """
-    seconds = audio.samples.shape[0] / sample_rate
+def check_usable(mel: features.MelStream) -> None:
+    """Raise TaggingError for audio that decodes but cannot be tagged meaningfully."""
+    if not mel.finite:
+        raise TaggingError("Corrupt", "the audio holds NaN or infinite samples")
+    seconds = mel.n_samples / mel.recipe.sample_rate
     if seconds < MIN_DURATION_S:
         raise TaggingError("TooShort", f"{seconds:.3f} s of audio, under the {MIN_DURATION_S} s minimum")
-    peak = float(np.max(np.abs(audio.samples)))
-    if peak < SILENCE_PEAK:
-        raise TaggingError("Silent", f"peak amplitude {peak:.2e} is below {SILENCE_PEAK:.0e} (-80 dBFS)")
+    if mel.peak < SILENCE_PEAK:
+        raise TaggingError("Silent", f"peak amplitude {mel.peak:.2e} is below {SILENCE_PEAK:.0e} (-80 dBFS)")
 
 
-def features_of(source: InputFile, decoded: DecodedAudio, recipe: FeatureRecipe) -> TrackFeatures:
-    check_usable(decoded, recipe.sample_rate)
-    return TrackFeatures(uri=source.uri, mel=features.mel_power(decoded.samples, recipe),
-                         source_sample_rate=decoded.source_sample_rate, channels=decoded.channels,
-                         duration_s=decoded.duration_s, track_id=source.track_id)
-
-
-def extract(source: InputFile, recipe: FeatureRecipe) -> TrackFeatures | ErrorRecord:
-    """Read, decode, check and compute the mel of one input; any failure becomes an ErrorRecord
-    naming the stage (a bad file must never fail the run)."""
-    stage = READ
+def extract(source: InputFile, recipe: FeatureRecipe, decoders: DecoderPool,
+            max_duration_s: Optional[float]) -> TrackFeatures | ErrorRecord:
+    """Read and decode one input in a decoder process, streaming its samples into the mel; check it.
+    A bad file becomes an ErrorRecord (it must never fail the run)."""
+    mel = features.MelStream(recipe)
     try:
-        with fsspec.open(source.uri, "rb") as stream:  # a buffered stream on any filesystem, never read whole
-            stage = DECODE
-            decoded = decode_audio(stream, recipe.sample_rate)
-        stage = FEATURES
-        return features_of(source, decoded, recipe)
-    except Exception as exc:  # noqa: BLE001
-        return ErrorRecord.from_exception(source, stage, exc)
+        info = decoders.decode(DecodeRequest(source.uri, recipe.sample_rate, max_duration_s), mel.push)
+        check_usable(mel)
+    except TaggingError as error:
+        return ErrorRecord.of(source, error)
+    return TrackFeatures(uri=source.uri, mel=mel.finish(), source_sample_rate=info.source_sample_rate,
+                         channels=info.channels, duration_s=info.duration_s, track_id=source.track_id)
 
 
 class ExtractFeatures(beam.DoFn):
     """InputFile -> TrackFeatures (the recipe's mel) on the main output, ErrorRecord on the `errors` output.
 
-    Up to `prefetch` inputs are decoded ahead on a small thread pool (FFmpeg, soxr and TensorFlow
-    release the GIL), so that decoding overlaps with the inference that runs downstream in the same
-    worker thread; at most `prefetch` decoded tracks wait in memory.
+    Up to `prefetch` inputs are decoded ahead, each in a decoder process (transforms.decoders)
+    whose samples a thread here turns into the mel as they come, so that decoding overlaps with the
+    inference that runs downstream in the same worker thread; at most `prefetch` decoded tracks
+    wait in memory.
     """
 
-    def __init__(self, recipe: FeatureRecipe, prefetch: int = 2):
+    def __init__(self, recipe: FeatureRecipe, max_duration_s: Optional[float] = None,
+                 decode_timeout_s: float = DEFAULT_STALL_TIMEOUT_S, prefetch: int = 2):
         self.recipe = recipe
+        self.max_duration_s = max_duration_s
+        self.decode_timeout_s = decode_timeout_s
         self.prefetch = prefetch
 
     def setup(self):
         configure_gpus()  # the mel runs in TensorFlow: on a GPU worker it must not take all memory
+        self._decoders = shared_pool(stall_timeout_s=self.decode_timeout_s)
         self._pool = ThreadPoolExecutor(self.prefetch, thread_name_prefix="extract")
 
     def start_bundle(self):
@@ -88,7 +82,7 @@ class ExtractFeatures(beam.DoFn):
         return beam.pvalue.TaggedOutput(ERRORS, value) if isinstance(result, ErrorRecord) else value
 
     def process(self, source: InputFile) -> Iterator:
-        self._pending.append(self._pool.submit(extract, source, self.recipe))
+        self._pending.append(self._pool.submit(extract, source, self.recipe, self._decoders, self.max_duration_s))
         while len(self._pending) > self.prefetch or (self._pending and self._pending[0].done()):
             yield self._output(self._pending.popleft().result())
 

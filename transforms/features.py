@@ -82,7 +82,7 @@ class MelStream:
     Only the samples the next frames need are held (about chunk_frames * hop), and the mel is
     computed chunk_frames frames a TensorFlow call: the memory a track costs is its mel (12 KB per
     audio second at MusiCNN's settings), not its samples. `n_samples` and `peak` are kept for the
-    usability checks.
+    usability checks (and `finite`, False once a NaN or infinity came).
     """
 
     def __init__(self, recipe: FeatureRecipe, chunk_frames: int = CHUNK_FRAMES):
@@ -90,6 +90,7 @@ class MelStream:
         self.chunk_frames = chunk_frames
         self.n_samples = 0
         self.peak = 0.0
+        self.finite = True  # False once a NaN or infinite sample came (a damaged float file)
         self._compute = _mel_power_fn(recipe)
         self._held: list[np.ndarray] = []  # samples [self._held_from, self.n_samples), in pushed pieces
         self._held_from = 0
@@ -102,7 +103,9 @@ class MelStream:
             return
         self._held.append(samples)
         self.n_samples += samples.shape[0]
-        self.peak = max(self.peak, float(np.max(np.abs(samples))))
+        peak = float(np.max(np.abs(samples)))
+        self.finite = self.finite and np.isfinite(peak)
+        self.peak = max(self.peak, peak) if self.finite else self.peak
         half, hop = self.recipe.n_fft // 2, self.recipe.hop_length
         ready = (self.n_samples - half) // hop + 1 if self.n_samples >= half else 0  # frames whose samples are all in
         while ready - self._frames_done >= self.chunk_frames:

@@ -18,7 +18,8 @@ from models.recipe import FeatureRecipe
 from models.registry import ModelSpec
 from models.serving import DEFAULT_BATCH_SIZE, LoadedModel
 from transforms import features
-from transforms.records import TrackFeatures, TrackPrediction
+from transforms.errors import TaggingError
+from transforms.records import ErrorRecord, InputFile, TrackFeatures, TrackPrediction
 
 TOP_K = 5
 
@@ -65,7 +66,7 @@ def predict_tracks(tracks: Sequence[TrackFeatures], tagger: Callable[[np.ndarray
             for t, (_, padded), lo, hi in zip(tracks, cut, bounds[:-1], bounds[1:])]
 
 
-class TaggerModelHandler(ModelHandler[TrackFeatures, TrackPrediction, PatchTagger]):
+class TaggerModelHandler(ModelHandler[TrackFeatures, "TrackPrediction | ErrorRecord", PatchTagger]):
     """RunInference's view of a converted MusiCNN/VGG SavedModel.
 
     batch_size: patches per model call (None: chosen by the device the worker has). BatchElements
@@ -94,14 +95,32 @@ class TaggerModelHandler(ModelHandler[TrackFeatures, TrackPrediction, PatchTagge
         return PatchTagger(LoadedModel(self.model.local_path(), self.precision), self.model.recipe, self.batch_size)
 
     def run_inference(self, batch: Sequence[TrackFeatures], model: PatchTagger,
-                      inference_args: Optional[dict[str, Any]] = None) -> Iterable[TrackPrediction]:
-        return predict_tracks(batch, model, self.model.recipe.patch_frames, self.patch_hop)
+                      inference_args: Optional[dict[str, Any]] = None) -> Iterable[TrackPrediction | ErrorRecord]:
+        """The batch's predictions; when the batch raises, each track is tried alone, so that only a
+        track that fails alone is lost (as an InferenceFailed ErrorRecord), not its batch mates."""
+        try:
+            return predict_tracks(batch, model, self.model.recipe.patch_frames, self.patch_hop)
+        except Exception as exc:  # noqa: BLE001 - which track made it fail is found out below
+            if len(batch) == 1:
+                return [_inference_failure(batch[0], exc)]
+        return [self._predict_alone(track, model) for track in batch]
+
+    def _predict_alone(self, track: TrackFeatures, model: PatchTagger) -> TrackPrediction | ErrorRecord:
+        try:
+            return predict_tracks([track], model, self.model.recipe.patch_frames, self.patch_hop)[0]
+        except Exception as exc:  # noqa: BLE001
+            return _inference_failure(track, exc)
 
     def get_num_bytes(self, batch: Sequence[TrackFeatures]) -> int:
         return sum(t.mel.nbytes for t in batch)
 
     def get_metrics_namespace(self) -> str:
         return "musicnn_beam"
+
+
+def _inference_failure(track: TrackFeatures, exc: BaseException) -> ErrorRecord:
+    error = TaggingError("InferenceFailed", f"{type(exc).__name__}: {exc}")
+    return ErrorRecord.of(InputFile(track.uri, track.track_id), error)
 
 
 def track_row(prediction: TrackPrediction, model: ModelSpec, top_k: int = TOP_K) -> dict:

@@ -57,14 +57,10 @@ class ErrorRecord:
     track_id: Optional[str] = None
 
     @classmethod
-    def from_exception(cls, source: InputFile, stage: str, exc: BaseException) -> "ErrorRecord":
-        """A TaggingError gives its kind; anything else (a read failure: FileNotFoundError,
-        PermissionError, a network error) its exception type."""
-        if isinstance(exc, TaggingError):
-            kind, message = exc.kind, exc.message
-        else:
-            kind, message = type(exc).__name__, str(exc)
-        return cls(uri=source.uri, stage=stage, error=kind, message=message[:2000] or kind, track_id=source.track_id)
+    def of(cls, source: InputFile, error: TaggingError) -> "ErrorRecord":
+        """The row for an input that failed with `error`; its kind names the stage."""
+        return cls(uri=source.uri, stage=error.stage, error=error.kind, message=error.message[:2000] or error.kind,
+                   track_id=source.track_id)
 
     def row(self) -> dict:
         return {"uri": self.uri, "track_id": self.track_id, "stage": self.stage, "error": self.error,

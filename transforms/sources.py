@@ -19,7 +19,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from transforms.audio import AUDIO_EXTENSIONS
 from transforms.errors import TaggingError
-from transforms.records import INPUT, ErrorRecord, InputFile
+from transforms.records import ErrorRecord, InputFile
 
 _LOCAL_PROTOCOLS = (None, "file", "local")
 
@@ -61,7 +61,7 @@ def merge_names(names: Iterable[InputFile]) -> InputFile | ErrorRecord:
     ids = sorted({n.track_id for n in names if n.track_id is not None})
     if len(ids) > 1:
         conflict = TaggingError("ConflictingTrackId", f"named with {len(ids)} track_ids: {', '.join(map(repr, ids))}")
-        return ErrorRecord.from_exception(InputFile(uri), INPUT, conflict)
+        return ErrorRecord.of(InputFile(uri), conflict)
     return InputFile(uri, ids[0] if ids else None)
 
 

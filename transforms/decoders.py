@@ -1,0 +1,272 @@
+"""Decoding in child processes: a file that crashes, exhausts or hangs its decoder costs that file,
+not the worker (on Dataflow a bundle that fails four times fails the job).
+
+Each child (`python -m transforms.decoders`) decodes one file at a time under an address-space
+limit and streams the 16 kHz (the recipe's rate) mono samples back in chunks; the parent feeds them
+to the mel as they come, so a track never exists whole in either process. The parent waits for
+each message with a stall timeout. The outcomes, as TaggingError kinds:
+- the child raised: its kind (read failures typed by errors.read_failure, anything unexpected
+  DecoderError); MemoryError under the limit: TooLarge;
+- the child died (a signal, an exit): DecoderCrashed; it is replaced;
+- nothing arrived for `stall_timeout_s`: the child is killed, Timeout.
+
+Children also let one worker process decode on several cores: PyAV holds the GIL between packets.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import resource
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Callable, Optional
+
+import numpy as np
+
+from transforms.audio import AudioInfo
+from transforms.errors import TaggingError
+
+# A decoder may use this much address space: decoding streams, so a child needs about 300 MB
+# (Python, FFmpeg, soxr, fsspec) whatever the file; past it the file asks for what no track needs.
+DEFAULT_MEMORY_LIMIT = 2 << 30
+DEFAULT_STALL_TIMEOUT_S = 120.0
+# Tests set this to let file names ask a child to crash, hang or allocate without bound
+# (names starting "decoder-crash", "decoder-hang", "decoder-oom"); never set in a real run.
+TEST_HOOKS_ENV = "MUSICNN_BEAM_TEST_DECODER_HOOKS"
+
+
+@dataclass(frozen=True)
+class DecodeRequest:
+    uri: str
+    sample_rate: int
+    max_duration_s: Optional[float]
+
+
+class DecoderPool:
+    """Up to `processes` decoding children, started on first use and shared by the caller's threads."""
+
+    def __init__(self, processes: int, memory_limit: int = DEFAULT_MEMORY_LIMIT,
+                 stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S):
+        self.memory_limit = memory_limit
+        self.stall_timeout_s = stall_timeout_s
+        self._idle: queue.LifoQueue[_Child] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(processes)
+        self._closed = False
+
+    def decode(self, request: DecodeRequest, on_chunk: Callable[[np.ndarray], None]) -> AudioInfo:
+        """Decode request.uri in a child, calling on_chunk with each (k,) float32 chunk in order.
+        Returns the source's AudioInfo; raises TaggingError."""
+        with self._slots:
+            try:
+                child = self._idle.get_nowait()
+            except queue.Empty:
+                child = _Child.start(self.memory_limit)
+            clean = False
+            try:
+                info = child.decode(request, on_chunk, self.stall_timeout_s)
+                clean = True
+                return info
+            except TaggingError as error:
+                clean = child.alive and error.kind not in ("TooLarge", "Timeout", "DecoderCrashed")
+                raise
+            finally:
+                if clean and not self._closed:
+                    self._idle.put(child)
+                else:
+                    child.kill()
+
+    def close(self) -> None:
+        self._closed = True
+        while True:
+            try:
+                self._idle.get_nowait().kill()
+            except queue.Empty:
+                return
+
+
+_SHARED: dict[tuple[int, float], DecoderPool] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_pool(memory_limit: int = DEFAULT_MEMORY_LIMIT, stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S) -> DecoderPool:
+    """This process' pool, one child per core, shared by every DoFn instance and thread in it."""
+    with _SHARED_LOCK:
+        key = (memory_limit, stall_timeout_s)
+        if key not in _SHARED:
+            _SHARED[key] = DecoderPool(os.cpu_count() or 1, memory_limit, stall_timeout_s)
+        return _SHARED[key]
+
+
+class _Child:
+    """One decoding process and the two pipes to it."""
+
+    def __init__(self, process: subprocess.Popen, requests: Connection, replies: Connection):
+        self.process = process
+        self.requests = requests
+        self.replies = replies
+
+    @classmethod
+    def start(cls, memory_limit: int) -> "_Child":
+        request_read, request_write = os.pipe()
+        reply_read, reply_write = os.pipe()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "transforms.decoders", str(request_read), str(reply_write), str(memory_limit)],
+            pass_fds=(request_read, reply_write), stdin=subprocess.DEVNULL, close_fds=True)
+        os.close(request_read)
+        os.close(reply_write)
+        return cls(process, Connection(request_write, readable=False), Connection(reply_read, writable=False))
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def decode(self, request: DecodeRequest, on_chunk: Callable[[np.ndarray], None],
+               stall_timeout_s: float) -> AudioInfo:
+        try:
+            self.requests.send(request)
+        except OSError:
+            raise self._death()
+        while True:
+            if not self.replies.poll(stall_timeout_s):
+                self.kill()
+                raise TaggingError("Timeout", f"no progress for {stall_timeout_s:g} s (--decode-timeout)")
+            try:
+                reply = self.replies.recv()
+            except (EOFError, OSError):
+                raise self._death() from None
+            if reply[0] == "chunk":
+                on_chunk(reply[1])
+            elif reply[0] == "done":
+                return reply[1]
+            else:
+                raise TaggingError(reply[1], reply[2])
+
+    def _death(self) -> TaggingError:
+        try:
+            code = self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            code = self.process.returncode
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            return TaggingError("DecoderCrashed", f"the decoder was killed by {name}")
+        return TaggingError("DecoderCrashed", f"the decoder exited with status {code}")
+
+    def kill(self) -> None:
+        if self.alive:
+            self.process.kill()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        self.requests.close()
+        self.replies.close()
+
+
+# --- the child -------------------------------------------------------------------------------------
+
+class _GuardedReads:
+    """A binary file whose read failures are remembered: an S3 or GCS failure surfaces inside the
+    decoder (fsspec opens lazily), and must be reported as a read failure, not as a damaged file."""
+
+    def __init__(self, raw):
+        self._raw = raw
+        self.failure: Optional[BaseException] = None
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._raw.read(size)
+        except Exception as exc:
+            self.failure = exc
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self._raw, name)
+
+
+def _open_regular(uri: str):
+    """Open uri for reading; only regular files (a FIFO would block open() forever)."""
+    import fsspec
+    from fsspec.core import split_protocol
+
+    if split_protocol(uri)[0] in (None, "file", "local"):
+        path = uri.removeprefix("file://")
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else
+                    "folder" if stat.S_ISDIR(mode) else "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                    else "special file")
+            raise TaggingError("NotAFile", f"a {kind}, not a regular file")
+    return fsspec.open(uri, "rb").open()
+
+
+def _test_hook(uri: str) -> None:
+    name = uri.rsplit("/", 1)[-1]
+    if name.startswith("decoder-crash"):
+        os.kill(os.getpid(), signal.SIGSEGV)
+    elif name.startswith("decoder-hang"):
+        time.sleep(3600)
+    elif name.startswith("decoder-oom"):
+        hog = [bytearray(64 << 20) for _ in range(1 << 20)]  # until the address-space limit says no
+        del hog
+
+
+def _decode_one(request: DecodeRequest, replies: Connection, hooks: bool) -> None:
+    from transforms.audio import decode_chunks
+    from transforms.errors import read_failure
+
+    try:
+        raw = _open_regular(request.uri)
+    except Exception as exc:  # noqa: BLE001 - whatever the filesystem raises is a read failure
+        raise read_failure(exc) from exc
+    stream = _GuardedReads(raw)
+    try:
+        if hooks:
+            _test_hook(request.uri)
+        decoding = decode_chunks(stream, request.sample_rate, request.max_duration_s)
+        while True:
+            try:
+                replies.send(("chunk", next(decoding)))
+            except StopIteration as done:
+                replies.send(("done", done.value))
+                return
+    except Exception as exc:
+        if stream.failure is not None:
+            raise read_failure(stream.failure) from exc
+        raise
+    finally:
+        raw.close()
+
+
+def _serve(requests: Connection, replies: Connection) -> None:
+    hooks = os.environ.get(TEST_HOOKS_ENV) == "1"
+    while True:
+        try:
+            request = requests.recv()
+        except (EOFError, OSError):
+            return  # the parent is gone
+        try:
+            _decode_one(request, replies, hooks)
+        except TaggingError as error:
+            replies.send(("error", error.kind, error.message))
+        except MemoryError:
+            replies.send(("error", "TooLarge", "decoding needed more than the decoder's memory limit"))
+            return  # a process that ran out of memory is not trusted with the next file
+        except Exception as exc:  # noqa: BLE001 - the file made the decoder fail: report it, keep serving
+            replies.send(("error", "DecoderError", f"{type(exc).__name__}: {exc}"[:2000]))
+
+
+def main(argv: list[str]) -> None:
+    request_fd, reply_fd, memory_limit = int(argv[0]), int(argv[1]), int(argv[2])
+    resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+    _serve(Connection(request_fd, writable=False), Connection(reply_fd, readable=False))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
