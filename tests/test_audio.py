@@ -284,3 +284,40 @@ def test_too_long_stops_decoding_at_the_limit(files):
         decode_audio(path, SR, max_duration_s=5.0)
     assert caught.value.kind == "TooLong"
     assert decode_audio(path, SR, max_duration_s=8.5).duration_s == pytest.approx(8.0, abs=0.1)
+
+
+def test_what_decodes_before_time_zero_is_dropped(tmp_path):
+    """A Vorbis stream whose granule positions ask to drop 128 samples at the start (encoders do):
+    FFmpeg stamps them before time 0; we drop them, so our length is the stream's stated one and
+    libsndfile's (the original's decoder), and the samples line up with libsndfile's."""
+    import av
+
+    from tests.oggpages import vorbis_with_start_trim
+
+    plain = tmp_path / "plain.ogg"
+    write_audio(plain, synth_music(11, 8.0, 44100, 2), 44100, "ogg")
+    with av.open(str(plain)) as container:
+        per_packet = [sum(f.samples for f in p.decode()) for p in container.demux(audio=0) if p.size]
+    trimmed = tmp_path / "trimmed.ogg"
+    trimmed.write_bytes(vorbis_with_start_trim(plain.read_bytes(), per_packet, trim=128))
+
+    ours = decode_audio(trimmed, 44100).samples  # the file's own rate: no resampling in between
+    theirs, _ = sf.read(str(trimmed), dtype="float32", always_2d=True)
+    assert len(ours) == len(theirs) == sum(per_packet) - 128
+    # libsndfile itself drops its 128 samples one packet late (after its first 1024); from there on
+    # every sample is the same, where keeping the pre-roll would shift all of them by 128.
+    np.testing.assert_allclose(ours[1024:], theirs.mean(axis=1)[1024:], rtol=0, atol=1e-6)
+
+
+def test_libsndfile_reads_what_ffmpeg_cannot(tmp_path):
+    """A MAT5 file (libsndfile writes and reads it; FFmpeg has no demuxer for it) decodes through
+    libsndfile, as librosa.load (the original's path) reads it."""
+    import av
+
+    path = tmp_path / "matlab.mat"
+    sf.write(str(path), synth_music(12, 3.0, 22050, 2).T, 22050, format="MAT5", subtype="FLOAT")
+    with pytest.raises(av.FFmpegError):
+        av.open(str(path))
+    decoded = decode_audio(path, SR)
+    assert (decoded.source_sample_rate, decoded.channels, decoded.duration_s) == (22050, 2, 3.0)
+    np.testing.assert_allclose(decoded.samples, _librosa(path), rtol=0, atol=1e-5)

@@ -86,7 +86,10 @@ def decode_chunks(source: AudioSource, target_sample_rate: int,
     except MemoryError:
         raise  # FFmpeg ran out of memory (av.error.MemoryError is one): not a verdict on the file's format
     except av.FFmpegError as error:
-        raise _open_failure(source, error) from error
+        fallback = _open_with_libsndfile(source)
+        if fallback is None:
+            raise _open_failure(source, error) from error
+        return (yield from _libsndfile_chunks(fallback, target_sample_rate, max_duration_s))
     with container:
         stream = _audio_stream(container)
         rate, channels = _stream_format(stream)
@@ -109,6 +112,43 @@ def decode_chunks(source: AudioSource, target_sample_rate: int,
     _check_truncation(declared_s, decoded_s)
     yield from resampler.finish(n_in)
     return AudioInfo(source_sample_rate=rate, channels=channels, duration_s=decoded_s)
+
+
+def _open_with_libsndfile(source: AudioSource):
+    """A soundfile.SoundFile when libsndfile (the original's decoder) reads what FFmpeg could not, else None."""
+    import soundfile
+
+    if hasattr(source, "read"):
+        if not source.seekable():
+            return None
+        source.seek(0)
+    try:
+        return soundfile.SoundFile(source if hasattr(source, "read") else os.fspath(source))
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError):
+        if hasattr(source, "read"):
+            source.seek(0)
+        return None
+
+
+def _libsndfile_chunks(sound, target_sample_rate: int,
+                       max_duration_s: float | None) -> Generator[np.ndarray, None, AudioInfo]:
+    """decode_chunks through libsndfile: blocks of frames, channel mean, the same soxr stream."""
+    with sound:
+        rate, channels = _checked_format(int(sound.samplerate), int(sound.channels))
+        max_samples = None if max_duration_s is None else int(max_duration_s * rate)
+        resampler = _MonoResampler(rate, target_sample_rate)
+        n_in = 0
+        for block in sound.blocks(_BLOCK_SAMPLES, dtype="float32", always_2d=True):
+            n_in += block.shape[0]
+            if max_samples is not None and n_in > max_samples:
+                raise TaggingError("TooLong", f"longer than the {max_duration_s:g} s limit (--max-duration)")
+            yield from resampler.push(_channel_mean(np.ascontiguousarray(block.T)))
+        stated_s = sound.frames / rate if sound.frames > 0 else None
+    if n_in == 0:
+        raise TaggingError("EmptyAudio", "the audio stream decoded to 0 samples")
+    _check_truncation(stated_s, n_in / rate)
+    yield from resampler.finish(n_in)
+    return AudioInfo(source_sample_rate=rate, channels=channels, duration_s=n_in / rate)
 
 
 def decode_audio(source: AudioSource, target_sample_rate: int, max_duration_s: float | None = None) -> DecodedAudio:
@@ -195,11 +235,15 @@ def _audio_signature(head: bytes) -> str | None:
 
 
 def _stream_format(stream: av.audio.stream.AudioStream) -> tuple[int, int]:
-    """(sample rate, channels) of the stream, or UnsupportedFormat when they are not what audio has."""
+    """(sample rate, channels) of the stream; UnsupportedFormat when there is no decoder for it."""
     context = stream.codec_context
     if context is None:
         raise TaggingError("UnsupportedFormat", f"no decoder for the {stream.codec.name if stream.codec else '?'} stream")
-    rate, channels = int(context.sample_rate or 0), int(context.channels or 0)
+    return _checked_format(int(context.sample_rate or 0), int(context.channels or 0))
+
+
+def _checked_format(rate: int, channels: int) -> tuple[int, int]:
+    """(rate, channels), or UnsupportedFormat when they are not what audio has."""
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
         raise TaggingError("UnsupportedFormat", f"sample rate {rate} Hz is outside "
                                                 f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
@@ -421,9 +465,15 @@ def _planar_frames(
                 raise TaggingError("Corrupt", f"decode error mid-stream ({_short(error)})") from error
             break
         for frame in frames:
+            # What decodes before time 0 is the start trim the container asks for (Ogg granule
+            # positions, priming): libsndfile drops it, and the stream's stated length excludes it.
+            skip = round(-frame.pts * frame.time_base * rate) if frame.pts is not None and frame.pts < 0 else 0
             for planar in _to_fltp(frame, rate, converters):
                 produced = True
-                yield planar
+                if skip:
+                    planar, skip = planar[:, skip:], max(skip - planar.shape[1], 0)
+                if planar.shape[1]:
+                    yield planar
     for converter in converters.values():
         yield from (out.to_ndarray() for out in converter.resample(None) or ())
 
