@@ -357,18 +357,11 @@ def run_cli_subprocess(argv: list[str], cwd: Path, timeout_s: float = 300) -> su
 
 
 def read_table(output: str, table: str):
-    """A pyarrow Table from OUTPUT/TABLE, local or on any fsspec filesystem."""
-    import pyarrow.dataset as ds
-    import pyarrow.fs as pafs
-    from fsspec.core import url_to_fs
+    """A pyarrow Table from OUTPUT/TABLE, local or on any fsspec filesystem, listed afresh (no cached
+    filesystem instance or listing): the report's reader, so the tests read outputs as users do."""
+    from pipeline.report import read_table as report_read_table
 
-    fs, root = url_to_fs(output, skip_instance_cache=True)
-    fs.invalidate_cache()
-    path = f"{root.rstrip('/')}/{table}"
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    if protocol in ("file", "local"):
-        return ds.dataset(path, format="parquet").to_table()
-    return ds.dataset(path, format="parquet", filesystem=pafs.PyFileSystem(pafs.FSSpecHandler(fs))).to_table()
+    return report_read_table(output, table)
 
 
 def read_outputs(output: str) -> dict:

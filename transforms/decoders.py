@@ -90,17 +90,29 @@ class DecoderPool:
                 return
 
 
-_SHARED: dict[tuple[int, float], DecoderPool] = {}
+_SHARED: dict[str, tuple[DecoderPool, int]] = {}  # key -> (pool, users)
 _SHARED_LOCK = threading.Lock()
 
 
-def shared_pool(memory_limit: int = DEFAULT_MEMORY_LIMIT, stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S) -> DecoderPool:
-    """This process' pool, one child per core, shared by every DoFn instance and thread in it."""
+def acquire_shared(key: str, memory_limit: int = DEFAULT_MEMORY_LIMIT,
+                   stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S) -> DecoderPool:
+    """The pool for `key` in this process (one child per core), shared by every DoFn instance and
+    thread that acquires it; made on first use. Each acquire_shared needs a release_shared."""
     with _SHARED_LOCK:
-        key = (memory_limit, stall_timeout_s)
-        if key not in _SHARED:
-            _SHARED[key] = DecoderPool(os.cpu_count() or 1, memory_limit, stall_timeout_s)
-        return _SHARED[key]
+        pool, users = _SHARED.get(key) or (DecoderPool(os.cpu_count() or 1, memory_limit, stall_timeout_s), 0)
+        _SHARED[key] = (pool, users + 1)
+        return pool
+
+
+def release_shared(key: str) -> None:
+    """Stop the pool's children when its last user lets go (children also exit when this process does:
+    their request pipe closes)."""
+    with _SHARED_LOCK:
+        pool, users = _SHARED.pop(key)
+        if users > 1:
+            _SHARED[key] = (pool, users - 1)
+        else:
+            pool.close()
 
 
 class _Child:

@@ -6,6 +6,7 @@ so decoding and inference can run on different workers.
 from __future__ import annotations
 
 import collections
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterator, Optional
 
@@ -15,7 +16,7 @@ from apache_beam.transforms.window import GlobalWindows
 from models.recipe import FeatureRecipe
 from models.serving import configure_gpus
 from transforms import features
-from transforms.decoders import DEFAULT_STALL_TIMEOUT_S, DecodeRequest, DecoderPool, shared_pool
+from transforms.decoders import DEFAULT_STALL_TIMEOUT_S, DecodeRequest, DecoderPool, acquire_shared, release_shared
 from transforms.errors import TaggingError
 from transforms.records import ErrorRecord, InputFile, TrackFeatures
 
@@ -67,10 +68,14 @@ class ExtractFeatures(beam.DoFn):
         self.max_duration_s = max_duration_s
         self.decode_timeout_s = decode_timeout_s
         self.prefetch = prefetch
+        # The decoder children of this transform, shared by its instances in a worker process: a
+        # pipeline's own (a later run in the same process, e.g. in tests, starts children that see
+        # its environment).
+        self._pool_key = uuid.uuid4().hex
 
     def setup(self):
         configure_gpus()  # the mel runs in TensorFlow: on a GPU worker it must not take all memory
-        self._decoders = shared_pool(stall_timeout_s=self.decode_timeout_s)
+        self._decoders = acquire_shared(self._pool_key, stall_timeout_s=self.decode_timeout_s)
         self._pool = ThreadPoolExecutor(self.prefetch, thread_name_prefix="extract")
 
     def start_bundle(self):
@@ -92,3 +97,4 @@ class ExtractFeatures(beam.DoFn):
 
     def teardown(self):
         self._pool.shutdown(wait=False, cancel_futures=True)
+        release_shared(self._pool_key)
