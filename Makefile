@@ -12,7 +12,9 @@ DEMO_OUT := $(BUILD)/demo-output
 export MUSICNN_BEAM_MODELS := $(abspath $(MODELS))
 export MUSICNN_ORIGINAL := $(abspath $(ORIGINAL))
 
-.PHONY: all venv models run test bench clean
+FUZZ_SECONDS ?= 600
+
+.PHONY: all venv models run test bench fuzz clean
 
 all: run
 
@@ -47,6 +49,16 @@ test: models
 
 bench: models
 	$(PY) -m bench.run
+
+# Coverage-guided fuzzing of decoding; what it finds lands in tests/fuzz_findings/ (see tests/fuzz_decode.py).
+fuzz: $(VENV)/.fuzz-installed
+	mkdir -p $(BUILD)/fuzz-corpus
+	$(PY) -m tests.fuzz_decode -max_total_time=$(FUZZ_SECONDS) -timeout=30 -rss_limit_mb=2048 \
+		-artifact_prefix=tests/fuzz_findings/ $(BUILD)/fuzz-corpus
+
+$(VENV)/.fuzz-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[fuzz]'
+	touch $@
 
 clean:
 	rm -rf $(BUILD) $(VENV)

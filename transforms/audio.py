@@ -133,12 +133,21 @@ def _open_with_libsndfile(source: AudioSource):
 def _libsndfile_chunks(sound, target_sample_rate: int,
                        max_duration_s: float | None) -> Generator[np.ndarray, None, AudioInfo]:
     """decode_chunks through libsndfile: blocks of frames, channel mean, the same soxr stream."""
+    import soundfile
+
     with sound:
         rate, channels = _checked_format(int(sound.samplerate), int(sound.channels))
         max_samples = None if max_duration_s is None else int(max_duration_s * rate)
         resampler = _MonoResampler(rate, target_sample_rate)
         n_in = 0
-        for block in sound.blocks(_BLOCK_SAMPLES, dtype="float32", always_2d=True):
+        blocks = sound.blocks(_BLOCK_SAMPLES, dtype="float32", always_2d=True)
+        while True:
+            try:
+                block = next(blocks)
+            except StopIteration:
+                break
+            except (soundfile.LibsndfileError, RuntimeError) as error:
+                raise TaggingError("Corrupt", f"libsndfile could not read it ({_short(error)})") from error
             n_in += block.shape[0]
             if max_samples is not None and n_in > max_samples:
                 raise TaggingError("TooLong", f"longer than the {max_duration_s:g} s limit (--max-duration)")
@@ -238,7 +247,7 @@ def _stream_format(stream: av.audio.stream.AudioStream) -> tuple[int, int]:
     """(sample rate, channels) of the stream; UnsupportedFormat when there is no decoder for it."""
     context = stream.codec_context
     if context is None:
-        raise TaggingError("UnsupportedFormat", f"no decoder for the {stream.codec.name if stream.codec else '?'} stream")
+        raise TaggingError("UnsupportedFormat", "FFmpeg has no decoder for the audio stream")
     return _checked_format(int(context.sample_rate or 0), int(context.channels or 0))
 
 
