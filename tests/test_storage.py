@@ -15,9 +15,10 @@ import pytest
 pytest.register_assert_rewrite("tests.servers")  # its assert helpers report values, as in a test
 
 from models.registry import models_dir, resolve_model
+from tests.faults import FAULTS, FaultyProxy
 from tests.servers import (
     BAD_FILE, S3_ACCESS_KEY, S3_SECRET_KEY, Store, assert_exactly_once, assert_same_schemas, assert_same_tags,
-    file_name, read_outputs, read_text, run_cli, run_cli_subprocess,
+    environment, file_name, read_outputs, read_text, run_cli, run_cli_subprocess,
 )
 
 pytest_plugins = ["tests.servers"]
@@ -142,3 +143,51 @@ def test_endpoints_and_credentials_never_printed(s3_server, gcs_server, tmp_path
     for store in (s3_server, gcs_server):
         assert store.endpoint not in written
         assert not re.search(rf"(127\.0\.0\.1|localhost):{store.port}\b", written), f"endpoint of {store.protocol}"
+
+
+COPIES = 9
+
+
+@pytest.fixture(scope="module")
+def many_inputs(s3_server, catalogue) -> list[str]:
+    """The catalogue nine times over under BUCKET/faults/in/ (36 files: 40 requests or more, so that
+    every fault of every 10th request comes up)."""
+    fs = s3_server.fs()
+    for copy in range(COPIES):
+        for path in sorted(p for p in catalogue.rglob("*") if p.is_file()):
+            fs.put_file(str(path), s3_server.url(f"faults/in/{copy}/{path.relative_to(catalogue).as_posix()}"))
+    fs.invalidate_cache()
+    return sorted(f"s3://{p}" for p in fs.find(s3_server.url("faults/in/")))
+
+
+def test_a_run_through_a_faulty_connection_completes_exactly_once(s3_server, many_inputs, local_run, tmp_path):
+    """Every 10th request to S3 is answered 503, cut off by a TCP reset or held back 1.5 s: the
+    clients' retries carry the run through, every input exactly once, the same tags."""
+    output = tmp_path / "out"
+    with FaultyProxy(s3_server.port, fault_every=10) as proxy, environment({"AWS_ENDPOINT_URL": proxy.endpoint}):
+        assert run_cli(["--input", s3_server.url("faults/in/"), "--output", str(output)]) == 0
+    print(f"requests through the proxy: {dict(proxy.counts)}")
+    assert min(proxy.counts[fault] for fault in FAULTS) >= 1, proxy.counts
+    outputs = read_outputs(str(output))
+    assert_exactly_once(outputs, many_inputs)
+    for copy in range(COPIES):
+        mine = {t: outputs[t].filter(_under(outputs[t], f"/faults/in/{copy}/")) for t in outputs}
+        assert_same_tags(mine, local_run)
+
+
+def test_a_storage_outage_gives_read_errors(s3_server, many_inputs, tmp_path):
+    """Listing works, then every object request fails (503) past the clients' retries: each input
+    is a read-stage ReadFailed error, not a decode error, and the run still ends."""
+    output = tmp_path / "out"
+    quick = {"AWS_MAX_ATTEMPTS": "2", "AWS_RETRY_MODE": "standard"}
+    with FaultyProxy(s3_server.port, fail_objects=True) as proxy, \
+            environment({"AWS_ENDPOINT_URL": proxy.endpoint, **quick}):
+        assert run_cli(["--input", s3_server.url("faults/in/0/"), "--output", str(output)]) == 0
+    assert proxy.counts["error"] >= 4
+    errors = read_outputs(str(output))["errors"].to_pylist()
+    assert sorted(r["uri"] for r in errors) == [u for u in many_inputs if "/faults/in/0/" in u]
+    assert {(r["stage"], r["error"]) for r in errors} == {("read", "ReadFailed")}, errors
+
+
+def _under(table, folder: str):
+    return pa.array([folder in u for u in table.column("uri").to_pylist()], type=pa.bool_())
