@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import glob
+import hashlib
 import logging
 import os
 import sys
+import tempfile
+import uuid
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, _BeamArgumentParser
@@ -20,7 +24,7 @@ from models.recipe import RecipeError
 from models.registry import DEFAULT_MODEL, PRECISIONS, ModelNotFound, resolve_model
 from pipeline.config import ConfigError, expand_config
 from transforms.decoders import DEFAULT_STALL_TIMEOUT_S
-from transforms.sinks import MODEL_FILE, TABLES, table_path, write_model_metadata
+from transforms.sinks import MODEL_FILE, TABLES, TEMP_PREFIX, table_path, write_model_metadata
 from transforms.sources import ManifestError, expand_input, read_manifest
 
 PROG = "musicnn-beam"
@@ -142,6 +146,8 @@ def prepare_output(output: str, overwrite: bool) -> None:
                              "choose a new folder or pass --overwrite")
         for name in existing:
             fs.rm(f"{root}/{name}", recursive=True)
+        for debris in fs.glob(f"{root}/{TEMP_PREFIX}*"):  # what a killed run left: never published, never read
+            fs.rm(debris, recursive=True)
         fs.makedirs(root, exist_ok=True)
         probe = f"{root}/.write-probe"
         fs.pipe_file(probe, b"")
@@ -206,21 +212,40 @@ def run(argv: list[str]) -> str:
     patch_hop = recipe.patch_frames if args.patch_hop is None else args.patch_hop
     check_sources(args.input, args.manifest)
     prepare_output(args.output, args.overwrite)
-    write_model_metadata(args.output, model.metadata)
 
     # TensorFlow comes in only now: its start-up chatter on stderr would bury a one-line usage error.
     from pipeline.graph import InputSpec, TagCatalogue, TagSettings, WriteOutputs
 
+    run_tag = f"{local_temp_prefix(args.output)}{uuid.uuid4().hex[:12]}"
+    remove_local_temp(local_temp_prefix(args.output))  # what a killed run on this output left
     settings = TagSettings(model=model, patch_hop=patch_hop, batch_size=args.batch_size, precision=args.precision,
                            inference_accelerator=args.inference_accelerator, model_copies=args.model_copies,
-                           max_duration_s=args.max_duration, decode_timeout_s=args.decode_timeout)
+                           max_duration_s=args.max_duration, decode_timeout_s=args.decode_timeout, run_tag=run_tag)
     specs = [InputSpec(pattern=p) for p in args.input] + [InputSpec(manifest=m) for m in args.manifest]
-    with beam.Pipeline(runner=local_runner, options=options) as p:
-        tables = (p
-                  | "Inputs" >> beam.Create(specs)
-                  | "Tag" >> TagCatalogue(settings))
-        _ = tables | "Write" >> WriteOutputs(args.output)
+    try:
+        with beam.Pipeline(runner=local_runner, options=options) as p:
+            tables = (p
+                      | "Inputs" >> beam.Create(specs)
+                      | "Tag" >> TagCatalogue(settings))
+            _ = tables | "Write" >> WriteOutputs(args.output)
+    finally:
+        remove_local_temp(run_tag)
+    write_model_metadata(args.output, model.metadata)  # last: a run killed before it left no results
     return args.output
+
+
+def local_temp_prefix(output: str) -> str:
+    """How the temporary files of runs on OUTPUT start, in this machine's temporary folder (Beam's
+    shared-model files, named after the run's model tag)."""
+    return f"{PROG}-{hashlib.sha256(output.rstrip('/').encode()).hexdigest()[:12]}-"
+
+
+def remove_local_temp(prefix: str) -> None:
+    for path in glob.glob(os.path.join(glob.escape(tempfile.gettempdir()), prefix) + "*"):
+        try:
+            os.remove(path)
+        except OSError:
+            pass  # gone already, or not ours to remove
 
 
 def main(argv: list[str] | None = None) -> int:

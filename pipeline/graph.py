@@ -32,6 +32,7 @@ class TagSettings:
     model_copies: Optional[int] = None  # models per machine shared by its worker processes; None: one per process
     max_duration_s: Optional[float] = None  # longer sources are errors (TooLong); None: no limit
     decode_timeout_s: float = DEFAULT_STALL_TIMEOUT_S  # a decoder silent this long is killed (Timeout)
+    run_tag: Optional[str] = None  # names the run's shared model (Beam's files in TMPDIR start with it)
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ class TagCatalogue(beam.PTransform):
         extracted = files.files | "Extract" >> beam.ParDo(extract).with_outputs(ERRORS, main="features")
         handler = TaggerModelHandler(s.model, patch_hop=s.patch_hop, batch_size=s.batch_size, precision=s.precision,
                                      model_copies=s.model_copies)
-        infer = RunInference(handler).with_exception_handling()
+        infer = RunInference(handler, model_identifier=s.run_tag).with_exception_handling()
         if s.inference_accelerator:
             infer = infer.with_resource_hints(accelerator=s.inference_accelerator)
         results, failed = extracted.features | "Infer" >> infer

@@ -6,6 +6,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,7 @@ from demo.encode import write_audio
 from demo.synth import synth_music
 from models.original import librosa_load, original_model, original_tags
 from models.registry import resolve_model
-from pipeline.cli import main
+from pipeline.cli import local_temp_prefix, main
 from tests.conftest import make_audio
 from tests.test_config import CONFIGS
 from transforms import sinks
@@ -149,22 +151,85 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env=env)
 
 
-def test_one_model_shared_by_worker_processes(catalogue, run_output, tmp_path):
+def test_one_model_shared_by_worker_processes_and_no_debris(catalogue, run_output, tmp_path):
     """--model-copies 1 with two worker processes: one model, hosted by one process and called by both
-    through Beam's proxy (its address file, one per copy, is in TMPDIR); the tags are unchanged."""
+    through Beam's proxy (its address file, one per copy, is in TMPDIR while the run lasts); the
+    tags are unchanged. The run leaves nothing in TMPDIR, and removes what a killed run on the same
+    output left there and in the output."""
     shared = tmp_path / "tmp"
     shared.mkdir()
     output = tmp_path / "out"
-    result = _cli("--input", str(catalogue / "nested"), "--output", str(output), "--model-copies", "1",
-                  "--direct_running_mode=multi_processing", "--direct_num_workers=2",
-                  env={**os.environ, "TMPDIR": str(shared)})
+    killed = output / ".temp-tracks-0123456789ab"  # a bundle's files, never published
+    killed.mkdir(parents=True)
+    (killed / "part.parquet").write_bytes(b"half a file")
+    stale = shared / f"{local_temp_prefix(str(output))}0123456789ab0.address"  # a killed run's shared model
+    stale.write_text("127.0.0.1:1")
+    seen: set[str] = set()
+    done = threading.Event()
+
+    def watch() -> None:  # Beam's address files exist only while the run lasts
+        while not done.is_set():
+            seen.update(p.name for p in shared.glob("*.address") if "model_status" not in p.name and p != stale)
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = _cli("--input", str(catalogue / "nested"), "--output", str(output), "--model-copies", "1",
+                      "--direct_running_mode=multi_processing", "--direct_num_workers=2",
+                      env={**os.environ, "TMPDIR": str(shared)})
+    finally:
+        done.set()
+        watcher.join()
     assert result.returncode == 0, result.stderr[-3000:]
-    assert len([f for f in shared.glob("*.address") if "model_status" not in f.name]) == 1
+    assert len(seen) == 1, seen
+    assert list(shared.iterdir()) == []
+    assert sorted(p.name for p in output.iterdir()) == ["errors", "model.json", "patches", "tracks"]
     expected = {r["uri"]: r for r in read(run_output, "tracks").to_pylist()}
     rows = read(output, "tracks").to_pylist()
     assert sorted(Path(r["uri"]).name for r in rows) == ["stereo_44k.flac", "stereo_48k.mp3"]
     for row in rows:
         np.testing.assert_allclose(row["activations"], expected[row["uri"]]["activations"], rtol=0, atol=1e-6)
+
+
+def test_a_killed_run_leaves_no_decoder_behind(tmp_path, wav16k):
+    """SIGKILL the CLI while a decoder child is stuck: the child dies with it (and a stuck child
+    would not notice its closed pipe)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(wav16k, folder / "decoder-hang.wav")
+    command = [sys.executable, "-m", "pipeline", "--input", str(folder), "--output", str(tmp_path / "out"),
+               "--decode-timeout", "600"]
+    run = subprocess.Popen(command, env={**os.environ, TEST_HOOKS_ENV: "1"}, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    try:
+        deadline, children = time.monotonic() + 60, []
+        while not children and time.monotonic() < deadline:
+            time.sleep(0.2)
+            children = _decoder_children(run.pid)
+        assert children, "no decoder started"
+        time.sleep(1.0)  # into the hang
+    finally:
+        run.kill()
+        run.wait()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
+
+
+def _decoder_children(parent: int) -> list[int]:
+    """The decoder processes whose parent is `parent`, from /proc."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while we looked
+        if ppid == parent and b"transforms.decoders" in command:
+            children.append(int(stat.parent.name))
+    return children
 
 
 def model_folder(folder: Path, **features) -> str:

@@ -274,8 +274,22 @@ def _serve(requests: Connection, replies: Connection) -> None:
             replies.send(("error", "DecoderError", f"{type(exc).__name__}: {exc}"[:2000]))
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent dies: a killed run leaves no decoder behind, even
+    one that is stuck (it would otherwise notice only at its next read of the request pipe)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the closed request pipe ends the child at its next request
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        sys.exit(0)
+
+
 def main(argv: list[str]) -> None:
     request_fd, reply_fd, memory_limit = int(argv[0]), int(argv[1]), int(argv[2])
+    _die_with_parent()
     resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
     _serve(Connection(request_fd, writable=False), Connection(reply_fd, readable=False))
 

@@ -56,6 +56,9 @@ MODEL_FILE = "model.json"
 # Rows are held as Python objects only until a row group is written (a patches row is ~8 KB as
 # Python floats, ~1 KB in Parquet): memory per bundle stays bounded whatever the catalogue's size.
 ROWS_PER_GROUP = 2048
+# Bundles write under OUTPUT/.temp-TABLE-RUN/ until the run publishes them; a run that was killed leaves
+# such folders, and the next run on OUTPUT removes them.
+TEMP_PREFIX = ".temp-"
 ROWS_PER_FILE = 100_000
 
 
@@ -140,7 +143,7 @@ class WriteTable(beam.PTransform):
     def expand(self, rows):
         schema = TABLES[self.table]
         final_dir = table_path(self.output, self.table)
-        temp_dir = f"{self.output.rstrip('/')}/.temp-{self.table}-{uuid.uuid4().hex[:12]}"
+        temp_dir = f"{self.output.rstrip('/')}/{TEMP_PREFIX}{self.table}-{uuid.uuid4().hex[:12]}"
         return (rows
                 | "WriteFiles" >> beam.ParDo(_WriteBundleFiles(temp_dir, schema, self.rows_per_file, self.rows_per_group))
                 | "Collect" >> beam.combiners.ToList()
