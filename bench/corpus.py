@@ -1,10 +1,11 @@
 """The benchmark's audio, generated once and cached under build/bench-audio/.
 
 A corpus of music-like tracks (44.1 kHz stereo, alternately mp3 and flac, 150-160 s each, different
-seeds) adding up to at least the requested minutes, and single long flac tracks. Each folder or file
+seeds) adding up to at least the requested minutes, single long flac tracks, and hours-long wavs
+(for memory). Each folder or file
 has a manifest of how it was made; a missing file or a changed recipe regenerates it.
 
-    python -m bench.corpus [--minutes 20] [--long 5 --long 60] [--result OUT.json]
+    python -m bench.corpus [--minutes 20] [--long 5 --long 60] [--hours 10] [--result OUT.json]
 
 bench.run generates in this separate process, so that its own memory stays small: a child's peak RSS
 (ru_maxrss) starts from its parent's RSS at fork.
@@ -75,6 +76,33 @@ def ensure_long_track(minutes: float, seed: int) -> Path:
     return path
 
 
+def ensure_hours_wav(hours: float, seed: int = 5000) -> Path:
+    """A 16 kHz mono 16-bit wav of `hours`, for memory: one SEGMENT_S piece written over and over
+    (1.15 GB for 10 hours), streamed to disk, never held whole."""
+    rate = 16000
+    path = AUDIO_DIR / f"hours-{hours:g}h.wav"
+    manifest = {"sample_rate": rate, "channels": 1, "duration_s": hours * 3600, "seed": seed,
+                "segment_s": SEGMENT_S, "codec": "wav16, one segment repeated"}
+    if _cached(path.with_suffix(".json"), manifest, [path]):
+        return path
+    print(f"  generating {path.relative_to(ROOT)} ({hours:g} h wav)", flush=True)
+    from demo.synth import synth_music
+    segment = (np.clip(synth_music(seed, SEGMENT_S, rate, 1)[0], -1, 1) * 32767).astype("<i2").tobytes()
+    total = int(hours * 3600 * rate) * 2
+    AUDIO_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as f:
+        f.write(b"RIFF" + (36 + total).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
+                + (1).to_bytes(2, "little") + (1).to_bytes(2, "little") + rate.to_bytes(4, "little")
+                + (rate * 2).to_bytes(4, "little") + (2).to_bytes(2, "little") + (16).to_bytes(2, "little")
+                + b"data" + total.to_bytes(4, "little"))
+        for start in range(0, total, len(segment)):
+            f.write(segment[:total - start])
+    tmp.replace(path)
+    path.with_suffix(".json").write_text(json.dumps(manifest, indent=1))
+    return path
+
+
 def _cached(manifest_path: Path, manifest: dict, files: list[Path]) -> bool:
     if not manifest_path.is_file() or not all(f.is_file() and f.stat().st_size > 0 for f in files):
         return False
@@ -100,10 +128,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--long", type=float, action="append", default=[], help="minutes of a long track; repeatable")
+    parser.add_argument("--hours", type=float, action="append", default=[],
+                        help="hours of a 16 kHz mono wav (memory); repeatable")
     parser.add_argument("--result")
     args = parser.parse_args(argv)
     result = {"corpus": [str(p) for p in ensure_corpus(args.minutes)],
-              "long": {f"{m:g}": str(ensure_long_track(m, LONG_SEEDS.get(int(m), 4000 + int(m)))) for m in args.long}}
+              "long": {f"{m:g}": str(ensure_long_track(m, LONG_SEEDS.get(int(m), 4000 + int(m)))) for m in args.long},
+              "hours": {f"{h:g}": str(ensure_hours_wav(h)) for h in args.hours}}
     if args.result:
         from bench.proc import write_result
         write_result(args.result, result)

@@ -169,8 +169,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=20.0, help="minutes of audio in the corpus (default 20)")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md", help="file the results are appended to")
-    parser.add_argument("--skip-long", action="store_true", help="skip the 60-minute track")
+    parser.add_argument("--skip-long", action="store_true", help="skip the 60-minute and 10-hour tracks")
+    parser.add_argument("--only", choices=["hostile"], help="only the rows of one group: hostile = decoding "
+                        "isolation's cost and the 10-hour track")
     return parser.parse_args(argv)
+
+
+def hostile_rows(files: list[Path], ten_hours: Path | None) -> list[Row]:
+    """What isolating decoders costs (the same files decoded here and in decoder processes), and a
+    10-hour file's peak RSS with the default --max-duration (6 h: TooLong) and with it lifted."""
+    rows = attempt("decode, 1 decoder process", lambda: [measure_stage(
+        "decode", "(f) decode + resample in 1 decoder process (isolated)", files, ("--isolated", "1"))])
+    rows += attempt("decode, 2 decoder processes", lambda: [measure_stage(
+        "decode", "(f) decode + resample in 2 decoder processes (isolated)", files, ("--isolated", "2"))])
+    if ten_hours is not None:
+        label = "(f) our CLI, one 10-hour 16 kHz wav, defaults (--max-duration 6 h)"
+        rows += attempt(label, lambda: [measure_cli(label, [ten_hours], "cli-10h-default", [], None)[0]])
+        label = "(f) our CLI, one 10-hour 16 kHz wav, --max-duration 36000"
+        rows += attempt(label, lambda: [measure_cli(label, [ten_hours], "cli-10h", ["--max-duration", "36000"], None)[0]])
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,16 +195,22 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(OUT_DIR, ignore_errors=True)
     LOGS.mkdir(parents=True)
     print("Audio (generated once, cached under build/bench-audio/):", flush=True)
-    long_minutes = [5] if args.skip_long else [5, 60]
-    audio = run_json("bench.corpus", ["--minutes", f"{args.minutes:g}",
-                                      *[a for m in [STARTUP_CLIP_MIN, *long_minutes] for a in ("--long", f"{m:g}")]],
+    long_minutes = [] if args.only else [5] if args.skip_long else [5, 60]
+    clips = [] if args.only else [STARTUP_CLIP_MIN]
+    hours = [] if args.skip_long else ["--hours", "10"]
+    audio = run_json("bench.corpus", ["--minutes", f"{args.minutes:g}", *hours,
+                                      *[a for m in [*clips, *long_minutes] for a in ("--long", f"{m:g}")]],
                      "corpus.log")
     files = [Path(p) for p in audio["corpus"]]
+    ten_hours = Path(audio["hours"]["10"]) if hours else None
+    print("Measuring (each in a fresh process):", flush=True)
+    if args.only == "hostile":
+        rows = attempt("decode", lambda: [measure_stage("decode", "(c) decode + resample alone (1 thread)", files)])
+        return _append(args, rows + hostile_rows(files, ten_hours), None, files, [])
+
     corpus_dir = files[0].parent
     long_tracks = [(m, Path(audio["long"][str(m)])) for m in long_minutes]
     startup_clip = Path(audio["long"][f"{STARTUP_CLIP_MIN:g}"])
-
-    print("Measuring (each in a fresh process):", flush=True)
     rows: list[Row] = []
     decode_rows = attempt("decode", lambda: [measure_stage("decode", "(c) decode + resample alone (1 thread)", files)])
     audio_s = decode_rows[0].audio_s  # the corpus's total decoded duration
@@ -211,14 +234,21 @@ def main(argv: list[str] | None = None) -> int:
         rows += attempt(label, lambda: [measure_cli(label, [path], f"cli-{minutes}min", [], None)[0]])
     if args.skip_long:
         rows.append(Row("(d) our CLI, one 60-min track: skipped", note="--skip-long"))
+    rows += hostile_rows(files, ten_hours)
+    return _append(args, rows, audio_s, files, precision_notes)
 
+
+def _append(args: argparse.Namespace, rows: list[Row], audio_s: float | None, files: list[Path],
+            precision_notes: list[str]) -> int:
     rows.sort(key=lambda r: r.what[1] if r.what.startswith("(") else "z")  # (a), (b), ... as in the issue; stable
     original = find(rows, "(b) original")
     table = render_table(rows, original.rate if original else None)
     n_mp3 = sum(f.suffix == ".mp3" for f in files)
-    title = (f"`make bench`, {audio_s / 60:.1f} min corpus ({len(files)} tracks of 150-160 s, {n_mp3} mp3 + "
+    audio_s = audio_s or (rows[0].audio_s if rows else None)
+    scope = ", only the hostile-input rows (--only hostile)" if args.only else ""
+    title = (f"`make bench`{scope}, {audio_s / 60:.1f} min corpus ({len(files)} tracks of 150-160 s, {n_mp3} mp3 + "
              f"{len(files) - n_mp3} flac, 44.1 kHz stereo), model {MODEL}" if audio_s else "`make bench`")
-    notes = derived_lines(rows) + precision_notes + [
+    notes = derived_lines(rows) + isolation_lines(rows) + precision_notes + [
         "- Whole-process rows include interpreter start, imports (TensorFlow, Beam) and model load; stage rows "
         "time the stage alone after a warm-up. CPU s / wall s = cores in use. x original = audio-s/s over (b)'s.",
         f"- Peak RSS is each process's own (os.wait4); Linux counts in it the launcher's RSS at fork, here "
@@ -229,6 +259,15 @@ def main(argv: list[str] | None = None) -> int:
     envinfo.append(args.out, entry)
     print(f"appended to {args.out}")
     return 0
+
+
+def isolation_lines(rows: list[Row]) -> list[str]:
+    alone, isolated = find(rows, "(c) decode + resample alone"), find(rows, "(f) decode + resample in 1 decoder")
+    if not (alone and isolated):
+        return []
+    return [f"- Decoding isolation's cost, one decoder process against decoding in this process, the same files: "
+            f"{isolated.rate:.1f} / {alone.rate:.1f} audio-s/s = **{isolated.rate / alone.rate:.3f}** "
+            f"({(1 - isolated.rate / alone.rate) * 100:+.1f} % throughput lost)"]
 
 
 def precision_difference(float32_out: Path, bfloat16_out: Path) -> list[str]:

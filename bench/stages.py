@@ -1,7 +1,8 @@
 """Stage-by-stage measurements, one stage per process (run by bench.run, each in a fresh subprocess).
 
-    python -m bench.stages decode [--threads N] FILE...
-                                              decode + downmix + resample to the model's rate (one thread unless N)
+    python -m bench.stages decode [--threads N | --isolated N] FILE...
+                                              decode + downmix + resample to the model's rate (one thread
+                                              unless N; --isolated: in N decoder processes)
     python -m bench.stages features FILE...   decode first (untimed), then time mel_power + log_compress
     python -m bench.stages model [--batches 1,8,32] [--precision float32] [--min-seconds 3]
                                               the converted model alone on (N, frames, mels) float32 patches,
@@ -38,6 +39,36 @@ def decode_stage(files: list[str], recipe: "FeatureRecipe", threads: int = 1) ->
         durations = [decoded.duration_s for decoded in pool.map(decode_audio, files, [recipe.sample_rate] * len(files))]
     return {"audio_s": float(sum(durations)), "seconds": time.perf_counter() - start,
             "cpu_s": time.process_time() - cpu, "durations": durations, "threads": threads}
+
+
+def isolated_decode_stage(files: list[str], recipe: "FeatureRecipe", processes: int = 1) -> dict:
+    """decode_stage through decoder processes (transforms.decoders), `processes` of them fed by as many
+    threads, the samples collected in this process as the pipeline's mel does: what isolation costs.
+    The children are started before the clock (as a run starts them once); CPU includes theirs."""
+    import resource
+    from concurrent.futures import ThreadPoolExecutor
+
+    from transforms.decoders import DecodeRequest, DecoderPool
+
+    started = time.perf_counter()
+    pool = DecoderPool(processes).start(wait=True)  # children start once a run, as the pipeline's do: not timed
+    start_s = time.perf_counter() - started
+
+    def decode(path: str) -> float:
+        chunks: list[np.ndarray] = []
+        return pool.decode(DecodeRequest(path, recipe.sample_rate, None), chunks.append).duration_s
+
+    def children_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    start, cpu, child_cpu = time.perf_counter(), time.process_time(), children_cpu()
+    with ThreadPoolExecutor(processes) as threads:
+        durations = list(threads.map(decode, files))
+    seconds = time.perf_counter() - start
+    pool.close()
+    return {"audio_s": float(sum(durations)), "seconds": seconds, "processes": processes, "start_s": start_s,
+            "cpu_s": time.process_time() - cpu + children_cpu() - child_cpu, "durations": durations}
 
 
 def features_stage(files: list[str], recipe: "FeatureRecipe") -> dict:
@@ -122,12 +153,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precision", default="float32")
     parser.add_argument("--min-seconds", type=float, default=3.0)
     parser.add_argument("--threads", type=int, default=1, help="decode: threads decoding at once")
+    parser.add_argument("--isolated", type=int, default=0, metavar="N",
+                        help="decode: in N decoder processes (transforms.decoders) instead of this one")
     parser.add_argument("--result")
     args = parser.parse_args(argv)
     if args.stage in ("decode", "features") and not args.files:
         parser.error(f"{args.stage} needs files")
     if args.stage == "decode":
-        result = decode_stage(args.files, recipe_of(args.model), args.threads)
+        if args.isolated:
+            result = isolated_decode_stage(args.files, recipe_of(args.model), args.isolated)
+        else:
+            result = decode_stage(args.files, recipe_of(args.model), args.threads)
     elif args.stage == "features":
         result = features_stage(args.files, recipe_of(args.model))
     else:

@@ -321,3 +321,45 @@ def test_libsndfile_reads_what_ffmpeg_cannot(tmp_path):
     decoded = decode_audio(path, SR)
     assert (decoded.source_sample_rate, decoded.channels, decoded.duration_s) == (22050, 2, 3.0)
     np.testing.assert_allclose(decoded.samples, _librosa(path), rtol=0, atol=1e-5)
+
+
+def _claim_huge_length(path: Path, codec: str) -> bytes:
+    """The file with its header's length field at an extreme: FLAC STREAMINFO total samples, the mp3
+    Xing frame count, the Ogg last page's granule position."""
+    import struct
+
+    from tests.oggpages import ogg_crc, pages
+
+    data = bytearray(path.read_bytes())
+    if codec == "flac":  # 36 bits after sample rate, channels and bits per sample, from byte 21's low nibble
+        data[21] |= 0x0F
+        data[22:26] = b"\xff\xff\xff\xff"
+    elif codec == "mp3":
+        xing = data.find(b"Xing") if data.find(b"Xing") >= 0 else data.find(b"Info")
+        assert int.from_bytes(data[xing + 4:xing + 8], "big") & 1, "a frame count is stated"
+        data[xing + 8:xing + 12] = b"\x7f\xff\xff\xff"
+    else:
+        last = list(pages(bytes(data)))[-1]
+        page = bytearray(last)
+        struct.pack_into("<q", page, 6, 1 << 62)
+        struct.pack_into("<I", page, 22, 0)
+        struct.pack_into("<I", page, 22, ogg_crc(bytes(page)))
+        data[len(data) - len(page):] = page
+    return bytes(data)
+
+
+@pytest.mark.parametrize("codec", ["flac", "mp3", "ogg"])
+def test_a_header_claim_sizes_no_allocation(tmp_path, codec):
+    """A header claiming an enormous length (once: MemoryError, 'Unable to allocate 86.2 GiB') is a
+    claim: decoding reads what is there, in bounded memory, and the file is Truncated."""
+    import resource
+
+    whole = tmp_path / f"whole.{EXT[codec]}"
+    write_audio(whole, synth_music(9, 4.0, 44100, 2), 44100, codec)
+    hostile = tmp_path / f"claims.{EXT[codec]}"
+    hostile.write_bytes(_claim_huge_length(whole, codec))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(TaggingError) as caught:
+        decode_audio(hostile, SR)
+    assert caught.value.kind == "Truncated", caught.value
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024  # KiB: no giant buffer

@@ -56,8 +56,19 @@ class DecoderPool:
         self.memory_limit = memory_limit
         self.stall_timeout_s = stall_timeout_s
         self._idle: queue.LifoQueue[_Child] = queue.LifoQueue()
+        self._processes = processes
         self._slots = threading.BoundedSemaphore(processes)
         self._closed = False
+
+    def start(self, wait: bool = False) -> "DecoderPool":
+        """Start every child now (they import while the caller does other work), not at first use;
+        with wait, return once they are ready to decode."""
+        children = [_Child.start(self.memory_limit) for _ in range(self._processes - self._idle.qsize())]
+        for child in children:
+            if wait and child.replies.poll(60):
+                child.replies.recv()  # its "ready"
+            self._idle.put(child)
+        return self
 
     def decode(self, request: DecodeRequest, on_chunk: Callable[[np.ndarray], None]) -> AudioInfo:
         """Decode request.uri in a child, calling on_chunk with each (k,) float32 chunk in order.
@@ -96,10 +107,11 @@ _SHARED_LOCK = threading.Lock()
 
 def acquire_shared(key: str, memory_limit: int = DEFAULT_MEMORY_LIMIT,
                    stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S) -> DecoderPool:
-    """The pool for `key` in this process (one child per core), shared by every DoFn instance and
-    thread that acquires it; made on first use. Each acquire_shared needs a release_shared."""
+    """The pool for `key` in this process (one child per core, started at once: they import while
+    TensorFlow and the model load), shared by every DoFn instance and thread that acquires it; made
+    on first use. Each acquire_shared needs a release_shared."""
     with _SHARED_LOCK:
-        pool, users = _SHARED.get(key) or (DecoderPool(os.cpu_count() or 1, memory_limit, stall_timeout_s), 0)
+        pool, users = _SHARED.get(key) or (DecoderPool(os.cpu_count() or 1, memory_limit, stall_timeout_s).start(), 0)
         _SHARED[key] = (pool, users + 1)
         return pool
 
@@ -154,6 +166,8 @@ class _Child:
                 raise self._death() from None
             if reply[0] == "chunk":
                 on_chunk(reply[1])
+            elif reply[0] == "ready":
+                continue
             elif reply[0] == "done":
                 return reply[1]
             else:
@@ -257,7 +271,10 @@ def _decode_one(request: DecodeRequest, replies: Connection, hooks: bool) -> Non
 
 
 def _serve(requests: Connection, replies: Connection) -> None:
+    import fsspec  # noqa: F401 - imported before "ready", not in the first file's time
+
     hooks = os.environ.get(TEST_HOOKS_ENV) == "1"
+    replies.send(("ready",))
     while True:
         try:
             request = requests.recv()

@@ -119,7 +119,16 @@ class MelStream:
         total = self.recipe.n_frames(self.n_samples)
         while self._frames_done < total:
             self._compute_frames(min(self._frames_done + self.chunk_frames, total))
-        return np.concatenate(self._mel) if len(self._mel) > 1 else self._mel[0]
+        if len(self._mel) == 1:
+            return self._mel.pop()
+        out = np.empty((total, self.recipe.n_mels), dtype=np.float16)
+        start = 0
+        self._mel.reverse()
+        while self._mel:  # chunk by chunk, each freed once copied: never the mel twice over
+            chunk = self._mel.pop()
+            out[start:start + chunk.shape[0]] = chunk
+            start += chunk.shape[0]
+        return out
 
     def _compute_frames(self, last: int) -> None:
         """Frames [done, last): from samples first * hop - n_fft / 2 to (last - 1) * hop + n_fft / 2,

@@ -51,19 +51,48 @@ class PatchTagger:
 
 
 def predict_tracks(tracks: Sequence[TrackFeatures], tagger: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
-                   patch_frames: int, hop: int) -> list[TrackPrediction]:
+                   patch_frames: int, hop: int, max_patches_per_call: int = 2048) -> list[TrackPrediction]:
     """Run the model over all patches of several tracks at once.
 
     Each track's float16 mel (T, M) is cut into (P, patch_frames, M) patches; the patches of all
-    tracks go to the tagger (a PatchTagger, or Beam's proxy of one) in one call; outputs are split
-    per track.
+    tracks go to the tagger (a PatchTagger, or Beam's proxy of one) in calls of at most
+    max_patches_per_call (one call for an ordinary batch; a 10-hour track is not cut whole at
+    once, 12,000 patches being 430 MB); outputs are split per track.
     """
-    cut = [features.to_patches(t.mel, patch_frames, hop) for t in tracks]
-    activations, embeddings = tagger(np.concatenate([p for p, _ in cut]))
-    bounds = np.cumsum([0] + [len(p) for p, _ in cut])
+    padded = [t.mel.shape[0] < patch_frames for t in tracks]
+    counts = [features.n_patches(t.mel.shape[0], patch_frames, hop) for t in tracks]
+    # (track, first patch, last patch) pieces, grouped into calls of at most max_patches_per_call
+    calls: list[list[tuple[int, int, int]]] = [[]]
+    room = max_patches_per_call
+    for i, count in enumerate(counts):
+        first = 0
+        while first < count:
+            if room == 0:
+                calls.append([])
+                room = max_patches_per_call
+            last = min(count, first + room)
+            calls[-1].append((i, first, last))
+            room -= last - first
+            first = last
+    activations, embeddings = [], []
+    for call in calls:
+        patches = np.concatenate([_patches(tracks[i].mel, patch_frames, hop, first, last) for i, first, last in call])
+        a, e = tagger(patches)
+        activations.append(a)
+        embeddings.append(e)
+    activations, embeddings = np.concatenate(activations), np.concatenate(embeddings)
+    bounds = np.cumsum([0] + counts)
     return [TrackPrediction(track=t, activations=activations[lo:hi], embeddings=embeddings[lo:hi],
-                            patch_starts=features.patch_starts(t.mel.shape[0], patch_frames, hop), padded=padded)
-            for t, (_, padded), lo, hi in zip(tracks, cut, bounds[:-1], bounds[1:])]
+                            patch_starts=features.patch_starts(t.mel.shape[0], patch_frames, hop), padded=pad)
+            for t, pad, lo, hi in zip(tracks, padded, bounds[:-1], bounds[1:])]
+
+
+def _patches(mel: np.ndarray, patch_frames: int, hop: int, first: int, last: int) -> np.ndarray:
+    """Patches [first, last) of a track's mel: (last - first, patch_frames, M)."""
+    if mel.shape[0] < patch_frames:
+        return features.to_patches(mel, patch_frames, hop)[0]
+    span = mel[first * hop:(last - 1) * hop + patch_frames]  # a view: only these patches are copied
+    return features.to_patches(span, patch_frames, hop)[0]
 
 
 class TaggerModelHandler(ModelHandler[TrackFeatures, "TrackPrediction | ErrorRecord", PatchTagger]):

@@ -1,0 +1,41 @@
+"""Batched inference's bookkeeping, with a stand-in tagger whose outputs identify each patch: the
+patches of several tracks, cut and sent in bounded calls, come back to the right track in order."""
+from __future__ import annotations
+
+import numpy as np
+
+from transforms.inference import predict_tracks
+from transforms.records import TrackFeatures
+
+
+def fingerprint_tagger(calls: list[int]):
+    """(N, frames, mels) -> activations (N, 2): the patch's first and last frame's first mel value;
+    embeddings (N, 1): its sum. Records each call's N."""
+    def tag(patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(len(patches))
+        values = patches.astype(np.float32)
+        return np.stack([values[:, 0, 0], values[:, -1, 0]], axis=1), values.sum(axis=(1, 2))[:, None]
+    return tag
+
+
+def track(name: str, frames: int) -> TrackFeatures:
+    mel = np.arange(frames * 3, dtype=np.float16).reshape(frames, 3) % 1000  # a frame's values tell which it is
+    return TrackFeatures(name, mel, 16000, 1, frames * 0.016)
+
+
+def test_bounded_calls_give_what_one_call_gives():
+    tracks = [track("long", 2000), track("short", 50), track("mid", 700)]  # 10, 1 (padded), 3 patches at hop 187
+    one_call, bounded = [], []
+    whole = predict_tracks(tracks, fingerprint_tagger(one_call), 187, 187)
+    cut = predict_tracks(tracks, fingerprint_tagger(bounded), 187, 187, max_patches_per_call=4)
+    assert one_call == [14] and bounded == [4, 4, 4, 2]
+    for a, b, frames in zip(whole, cut, (2000, 50, 700)):
+        assert a.track.uri == b.track.uri and a.padded == b.padded == (frames < 187)
+        np.testing.assert_array_equal(a.activations, b.activations)
+        np.testing.assert_array_equal(a.embeddings, b.embeddings)
+        np.testing.assert_array_equal(a.patch_starts, b.patch_starts)
+    long = cut[0]
+    starts = np.arange(10) * 187
+    np.testing.assert_array_equal(long.patch_starts, starts)
+    np.testing.assert_array_equal(long.activations[:, 0], tracks[0].mel[starts, 0].astype(np.float32))
+    np.testing.assert_array_equal(long.activations[:, 1], tracks[0].mel[starts + 186, 0].astype(np.float32))
