@@ -121,3 +121,12 @@ def test_a_streamed_mel_equals_one_pass(pieces, recipe):
             start += size
         np.testing.assert_array_equal(stream.finish(), one_pass)
         assert stream.n_samples == len(samples) and stream.peak == np.abs(samples).max()
+
+
+def test_mel_frames_give_any_span_across_chunks():
+    whole = np.arange(40 * 3, dtype=np.float16).reshape(40, 3)
+    frames = features.MelFrames([whole[:7], whole[7:8], whole[8:30], whole[30:]])
+    assert len(frames) == 40 and frames.nbytes == whole.nbytes
+    for start, stop in [(0, 40), (0, 7), (3, 5), (6, 9), (7, 8), (5, 31), (29, 40), (39, 40)]:
+        np.testing.assert_array_equal(frames.frames(start, stop), whole[start:stop])
+    np.testing.assert_array_equal(np.asarray(frames), whole)

@@ -25,7 +25,7 @@ TOP_K = 5
 
 
 def count_patches(track: TrackFeatures, patch_frames: int, hop: int) -> int:
-    return features.n_patches(track.mel.shape[0], patch_frames, hop)
+    return features.n_patches(len(track.mel), patch_frames, hop)
 
 
 class PatchTagger:
@@ -59,8 +59,8 @@ def predict_tracks(tracks: Sequence[TrackFeatures], tagger: Callable[[np.ndarray
     max_patches_per_call (one call for an ordinary batch; a 10-hour track is not cut whole at
     once, 12,000 patches being 430 MB); outputs are split per track.
     """
-    padded = [t.mel.shape[0] < patch_frames for t in tracks]
-    counts = [features.n_patches(t.mel.shape[0], patch_frames, hop) for t in tracks]
+    padded = [len(t.mel) < patch_frames for t in tracks]
+    counts = [features.n_patches(len(t.mel), patch_frames, hop) for t in tracks]
     # (track, first patch, last patch) pieces, grouped into calls of at most max_patches_per_call
     calls: list[list[tuple[int, int, int]]] = [[]]
     room = max_patches_per_call
@@ -83,15 +83,16 @@ def predict_tracks(tracks: Sequence[TrackFeatures], tagger: Callable[[np.ndarray
     activations, embeddings = np.concatenate(activations), np.concatenate(embeddings)
     bounds = np.cumsum([0] + counts)
     return [TrackPrediction(track=t, activations=activations[lo:hi], embeddings=embeddings[lo:hi],
-                            patch_starts=features.patch_starts(t.mel.shape[0], patch_frames, hop), padded=pad)
+                            patch_starts=features.patch_starts(len(t.mel), patch_frames, hop), padded=pad)
             for t, pad, lo, hi in zip(tracks, padded, bounds[:-1], bounds[1:])]
 
 
-def _patches(mel: np.ndarray, patch_frames: int, hop: int, first: int, last: int) -> np.ndarray:
+def _patches(mel: features.MelFrames | np.ndarray, patch_frames: int, hop: int, first: int, last: int) -> np.ndarray:
     """Patches [first, last) of a track's mel: (last - first, patch_frames, M)."""
-    if mel.shape[0] < patch_frames:
-        return features.to_patches(mel, patch_frames, hop)[0]
-    span = mel[first * hop:(last - 1) * hop + patch_frames]  # a view: only these patches are copied
+    frames = features.MelFrames.of(mel)
+    if len(frames) < patch_frames:
+        return features.to_patches(frames.frames(0, len(frames)), patch_frames, hop)[0]
+    span = frames.frames(first * hop, (last - 1) * hop + patch_frames)  # only these patches' frames
     return features.to_patches(span, patch_frames, hop)[0]
 
 

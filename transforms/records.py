@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 import numpy as np
 
 from transforms.errors import TaggingError
+
+if TYPE_CHECKING:
+    from transforms.features import MelFrames
 
 # Stages named in the errors table: naming the input (a conflict between manifests), reading the
 # bytes, decoding, the features, the model.
@@ -22,10 +25,11 @@ class InputFile(NamedTuple):
 
 @dataclass(frozen=True)
 class TrackFeatures:
-    """A decoded track, ready for the model. mel: (frames, n_mels) float16 mel power."""
+    """A decoded track, ready for the model. mel: (frames, n_mels) float16 mel power, as chunks
+    (features.MelFrames) or one array."""
 
     uri: str
-    mel: np.ndarray
+    mel: "MelFrames | np.ndarray"
     source_sample_rate: int
     channels: int
     duration_s: float
