@@ -178,11 +178,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def hostile_rows(files: list[Path], ten_hours: Path | None) -> list[Row]:
     """What isolating decoders costs (the same files decoded here and in decoder processes), and a
     10-hour file's peak RSS with the default --max-duration (6 h: TooLong) and with it lifted."""
-    rows = attempt("decode, 1 decoder process", lambda: [measure_stage(
-        "decode", "(f) decode + resample in 1 decoder process (isolated)", files, ("--isolated", "1"))])
+    rows = attempt("decoding here and in a decoder process, alternated", lambda: measure_isolation(files))
     rows += attempt("decode, 2 decoder processes", lambda: [measure_stage(
         "decode", "(f) decode + resample in 2 decoder processes (isolated)", files, ("--isolated", "2"))])
     if ten_hours is not None:
+        six_hours = ten_hours.with_name("hours-6h.wav")
+        label = "(f) our CLI, one 6-hour 16 kHz wav, defaults: the longest track a default run tags"
+        rows += attempt(label, lambda: [measure_cli(label, [six_hours], "cli-6h", [], None)[0]])
         label = "(f) our CLI, one 10-hour 16 kHz wav, defaults (--max-duration 6 h)"
         rows += attempt(label, lambda: [measure_cli(label, [ten_hours], "cli-10h-default", [], None)[0]])
         label = "(f) our CLI, one 10-hour 16 kHz wav, --max-duration 36000"
@@ -197,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     print("Audio (generated once, cached under build/bench-audio/):", flush=True)
     long_minutes = [] if args.only else [5] if args.skip_long else [5, 60]
     clips = [] if args.only else [STARTUP_CLIP_MIN]
-    hours = [] if args.skip_long else ["--hours", "10"]
+    hours = [] if args.skip_long else ["--hours", "6", "--hours", "10"]
     audio = run_json("bench.corpus", ["--minutes", f"{args.minutes:g}", *hours,
                                       *[a for m in [*clips, *long_minutes] for a in ("--long", f"{m:g}")]],
                      "corpus.log")
@@ -205,8 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     ten_hours = Path(audio["hours"]["10"]) if hours else None
     print("Measuring (each in a fresh process):", flush=True)
     if args.only == "hostile":
-        rows = attempt("decode", lambda: [measure_stage("decode", "(c) decode + resample alone (1 thread)", files)])
-        return _append(args, rows + hostile_rows(files, ten_hours), None, files, [])
+        return _append(args, hostile_rows(files, ten_hours), None, files, [])
 
     corpus_dir = files[0].parent
     long_tracks = [(m, Path(audio["long"][str(m)])) for m in long_minutes]
@@ -261,13 +262,25 @@ def _append(args: argparse.Namespace, rows: list[Row], audio_s: float | None, fi
     return 0
 
 
+def measure_isolation(files: list[Path]) -> list[Row]:
+    measured, result = run_worker("bench.stages", ["isolation", *map(str, files)], LOGS / "stage-isolation.log")
+    here, isolated = result["here"], result["isolated"]
+    rounds = f"best of {result['rounds']} alternated rounds"
+    return [Row("(f) decode + resample in this process (1 thread), isolation's baseline", here["audio_s"],
+                here["seconds"], here["cpu_s"], measured.peak_rss_mib,
+                f"{rounds}: {', '.join(f'{s:.2f}' for s in result['here_s'])} s"),
+            Row("(f) decode + resample in 1 decoder process (isolated)", isolated["audio_s"], isolated["seconds"],
+                isolated["cpu_s"], measured.peak_rss_mib,
+                f"{rounds}: {', '.join(f'{s:.2f}' for s in result['isolated_s'])} s; CPU includes the child's")]
+
+
 def isolation_lines(rows: list[Row]) -> list[str]:
-    alone, isolated = find(rows, "(c) decode + resample alone"), find(rows, "(f) decode + resample in 1 decoder")
-    if not (alone and isolated):
+    here, isolated = find(rows, "(f) decode + resample in this process"), find(rows, "(f) decode + resample in 1 decoder")
+    if not (here and isolated):
         return []
-    return [f"- Decoding isolation's cost, one decoder process against decoding in this process, the same files: "
-            f"{isolated.rate:.1f} / {alone.rate:.1f} audio-s/s = **{isolated.rate / alone.rate:.3f}** "
-            f"({(1 - isolated.rate / alone.rate) * 100:+.1f} % throughput lost)"]
+    return [f"- Decoding isolation's cost, one decoder process against decoding in this process, the same files, "
+            f"best of alternated rounds: {isolated.rate:.1f} / {here.rate:.1f} audio-s/s = "
+            f"**{isolated.rate / here.rate:.3f}** ({(1 - isolated.rate / here.rate) * 100:+.1f} % throughput lost)"]
 
 
 def precision_difference(float32_out: Path, bfloat16_out: Path) -> list[str]:

@@ -3,6 +3,7 @@
     python -m bench.stages decode [--threads N | --isolated N] FILE...
                                               decode + downmix + resample to the model's rate (one thread
                                               unless N; --isolated: in N decoder processes)
+    python -m bench.stages isolation FILE...  decoding here against one decoder process, alternated 3 times
     python -m bench.stages features FILE...   decode first (untimed), then time mel_power + log_compress
     python -m bench.stages model [--batches 1,8,32] [--precision float32] [--min-seconds 3]
                                               the converted model alone on (N, frames, mels) float32 patches,
@@ -69,6 +70,20 @@ def isolated_decode_stage(files: list[str], recipe: "FeatureRecipe", processes: 
     pool.close()
     return {"audio_s": float(sum(durations)), "seconds": seconds, "processes": processes, "start_s": start_s,
             "cpu_s": time.process_time() - cpu + children_cpu() - child_cpu, "durations": durations}
+
+
+def isolation_stage(files: list[str], recipe: "FeatureRecipe", rounds: int = 3) -> dict:
+    """Decoding here against decoding in one decoder process, the same files, alternated `rounds`
+    times after a warm-up of both: the best round of each (this machine is shared and noisy; a single
+    pass of a few seconds varies by several per cent)."""
+    decode_stage(files[:1], recipe)  # imports and first-call costs out of the way
+    here, isolated = [], []
+    for _ in range(rounds):
+        here.append(decode_stage(files, recipe))
+        isolated.append(isolated_decode_stage(files, recipe, 1))
+    best_here, best_isolated = min(here, key=lambda r: r["seconds"]), min(isolated, key=lambda r: r["seconds"])
+    return {"audio_s": best_here["audio_s"], "here": best_here, "isolated": best_isolated, "rounds": rounds,
+            "here_s": [r["seconds"] for r in here], "isolated_s": [r["seconds"] for r in isolated]}
 
 
 def features_stage(files: list[str], recipe: "FeatureRecipe") -> dict:
@@ -146,7 +161,7 @@ def parse_batches(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["decode", "features", "model"])
+    parser.add_argument("stage", choices=["decode", "isolation", "features", "model"])
     parser.add_argument("files", nargs="*")
     parser.add_argument("--model", default="msd-musicnn")
     parser.add_argument("--batches", default="1,8,32,64,128,256")
@@ -157,13 +172,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="decode: in N decoder processes (transforms.decoders) instead of this one")
     parser.add_argument("--result")
     args = parser.parse_args(argv)
-    if args.stage in ("decode", "features") and not args.files:
+    if args.stage in ("decode", "isolation", "features") and not args.files:
         parser.error(f"{args.stage} needs files")
     if args.stage == "decode":
         if args.isolated:
             result = isolated_decode_stage(args.files, recipe_of(args.model), args.isolated)
         else:
             result = decode_stage(args.files, recipe_of(args.model), args.threads)
+    elif args.stage == "isolation":
+        result = isolation_stage(args.files, recipe_of(args.model))
     elif args.stage == "features":
         result = features_stage(args.files, recipe_of(args.model))
     else:

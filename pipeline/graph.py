@@ -17,7 +17,7 @@ from transforms.errors import TaggingError
 from transforms.decoders import DEFAULT_STALL_TIMEOUT_S
 from transforms.extract import ERRORS, ExtractFeatures
 from transforms.inference import TaggerModelHandler, patch_rows, track_row
-from transforms.records import ErrorRecord, InputFile
+from transforms.records import ErrorRecord, InputFile, TrackFeatures
 from transforms.sinks import WriteTable
 from transforms.sources import expand_input, file_identity, merge_names, read_manifest
 
@@ -82,7 +82,9 @@ class TagCatalogue(beam.PTransform):
                  | "OneInputPerFile" >> beam.MapTuple(lambda _, names: merge_names(names))
                  | "FileOrError" >> beam.FlatMap(errors_apart).with_outputs(ERRORS, main="files"))
         extract = ExtractFeatures(recipe, max_duration_s=s.max_duration_s, decode_timeout_s=s.decode_timeout_s)
-        extracted = files.files | "Extract" >> beam.ParDo(extract).with_outputs(ERRORS, main="features")
+        # Typed, so that Beam encodes (and sizes) tracks with TrackFeaturesCoder.
+        extracted = files.files | "Extract" >> (beam.ParDo(extract).with_output_types(TrackFeatures)
+                                                .with_outputs(ERRORS, main="features"))
         handler = TaggerModelHandler(s.model, patch_hop=s.patch_hop, batch_size=s.batch_size, precision=s.precision,
                                      model_copies=s.model_copies)
         infer = RunInference(handler, model_identifier=s.run_tag).with_exception_handling()

@@ -8,6 +8,7 @@ worker processes.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
@@ -82,7 +83,8 @@ def predict_tracks(tracks: Sequence[TrackFeatures], tagger: Callable[[np.ndarray
         embeddings.append(e)
     activations, embeddings = np.concatenate(activations), np.concatenate(embeddings)
     bounds = np.cumsum([0] + counts)
-    return [TrackPrediction(track=t, activations=activations[lo:hi], embeddings=embeddings[lo:hi],
+    # The predictions carry the track's facts, not its mel: what follows never needs it again.
+    return [TrackPrediction(track=dataclasses.replace(t, mel=np.zeros((0, 0), np.float16)), activations=activations[lo:hi], embeddings=embeddings[lo:hi],
                             patch_starts=features.patch_starts(len(t.mel), patch_frames, hop), padded=pad)
             for t, pad, lo, hi in zip(tracks, padded, bounds[:-1], bounds[1:])]
 
