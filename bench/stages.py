@@ -79,7 +79,7 @@ def isolation_stage(files: list[str], recipe: "FeatureRecipe", rounds: int = 3) 
     decode_stage(files[:1], recipe)  # imports and first-call costs out of the way
     here, isolated = [], []
     for _ in range(rounds):
-        here.append(decode_stage(files, recipe))
+        here.append(decode_stage(files, recipe))  # paths, as the decoder processes read local files
         isolated.append(isolated_decode_stage(files, recipe, 1))
     best_here, best_isolated = min(here, key=lambda r: r["seconds"]), min(isolated, key=lambda r: r["seconds"])
     return {"audio_s": best_here["audio_s"], "here": best_here, "isolated": best_isolated, "rounds": rounds,

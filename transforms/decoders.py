@@ -217,7 +217,8 @@ class _GuardedReads:
 
 
 def _open_regular(uri: str):
-    """Open uri for reading; only regular files (a FIFO would block open() forever)."""
+    """A local file's path (FFmpeg reads it itself: faster than through Python), or a remote file
+    opened through fsspec. Only regular files: a FIFO would block open() forever."""
     import fsspec
     from fsspec.core import split_protocol
 
@@ -229,6 +230,7 @@ def _open_regular(uri: str):
                     "folder" if stat.S_ISDIR(mode) else "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
                     else "special file")
             raise TaggingError("NotAFile", f"a {kind}, not a regular file")
+        return path
     return fsspec.open(uri, "rb").open()
 
 
@@ -239,8 +241,7 @@ def _test_hook(uri: str) -> None:
     elif name.startswith("decoder-hang"):
         time.sleep(3600)
     elif name.startswith("decoder-oom"):
-        hog = [bytearray(64 << 20) for _ in range(1 << 20)]  # until the address-space limit says no
-        del hog
+        np.empty(1 << 36, dtype=np.uint8)  # 64 GiB, as a hostile header once asked for: past the limit
 
 
 def _decode_one(request: DecodeRequest, replies: Connection, hooks: bool) -> None:
@@ -251,7 +252,7 @@ def _decode_one(request: DecodeRequest, replies: Connection, hooks: bool) -> Non
         raw = _open_regular(request.uri)
     except Exception as exc:  # noqa: BLE001 - whatever the filesystem raises is a read failure
         raise read_failure(exc) from exc
-    stream = _GuardedReads(raw)
+    stream = raw if isinstance(raw, str) else _GuardedReads(raw)
     try:
         if hooks:
             _test_hook(request.uri)
@@ -263,11 +264,12 @@ def _decode_one(request: DecodeRequest, replies: Connection, hooks: bool) -> Non
                 replies.send(("done", done.value))
                 return
     except Exception as exc:
-        if stream.failure is not None:
+        if getattr(stream, "failure", None) is not None:
             raise read_failure(stream.failure) from exc
         raise
     finally:
-        raw.close()
+        if not isinstance(raw, str):
+            raw.close()
 
 
 def _serve(requests: Connection, replies: Connection) -> None:

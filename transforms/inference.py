@@ -52,13 +52,13 @@ class PatchTagger:
 
 
 def predict_tracks(tracks: Sequence[TrackFeatures], tagger: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
-                   patch_frames: int, hop: int, max_patches_per_call: int = 2048) -> list[TrackPrediction]:
+                   patch_frames: int, hop: int, max_patches_per_call: int = 512) -> list[TrackPrediction]:
     """Run the model over all patches of several tracks at once.
 
     Each track's float16 mel (T, M) is cut into (P, patch_frames, M) patches; the patches of all
     tracks go to the tagger (a PatchTagger, or Beam's proxy of one) in calls of at most
-    max_patches_per_call (one call for an ordinary batch; a 10-hour track is not cut whole at
-    once, 12,000 patches being 430 MB); outputs are split per track.
+    max_patches_per_call (18 MB of float16 patches: a 10-hour track is not cut whole at once,
+    12,000 patches being 430 MB); outputs are split per track.
     """
     padded = [len(t.mel) < patch_frames for t in tracks]
     counts = [features.n_patches(len(t.mel), patch_frames, hop) for t in tracks]
@@ -77,7 +77,8 @@ def predict_tracks(tracks: Sequence[TrackFeatures], tagger: Callable[[np.ndarray
             first = last
     activations, embeddings = [], []
     for call in calls:
-        patches = np.concatenate([_patches(tracks[i].mel, patch_frames, hop, first, last) for i, first, last in call])
+        parts = [_patches(tracks[i].mel, patch_frames, hop, first, last) for i, first, last in call]
+        patches = parts[0] if len(parts) == 1 else np.concatenate(parts)
         a, e = tagger(patches)
         activations.append(a)
         embeddings.append(e)
