@@ -15,6 +15,7 @@ Children also let one worker process decode on several cores: PyAV holds the GIL
 from __future__ import annotations
 
 import os
+import pickle
 import queue
 import resource
 import signal
@@ -39,6 +40,11 @@ DEFAULT_STALL_TIMEOUT_S = 120.0
 # Tests set this to let file names ask a child to crash, hang or allocate without bound
 # (names starting "decoder-crash", "decoder-hang", "decoder-oom"); never set in a real run.
 TEST_HOOKS_ENV = "MUSICNN_BEAM_TEST_DECODER_HOOKS"
+
+
+# Samples travel as raw float32 bytes behind this tag (no pickling: the bulk of what crosses); every
+# other reply is a pickled tuple.
+_CHUNK = b"PCM!"
 
 
 @dataclass(frozen=True)
@@ -161,12 +167,14 @@ class _Child:
                 self.kill()
                 raise TaggingError("Timeout", f"no progress for {stall_timeout_s:g} s (--decode-timeout)")
             try:
-                reply = self.replies.recv()
+                data = self.replies.recv_bytes()
             except (EOFError, OSError):
                 raise self._death() from None
-            if reply[0] == "chunk":
-                on_chunk(reply[1])
-            elif reply[0] == "ready":
+            if data[:4] == _CHUNK:
+                on_chunk(np.frombuffer(data, dtype=np.float32, offset=4))
+                continue
+            reply = pickle.loads(data)
+            if reply[0] == "ready":
                 continue
             elif reply[0] == "done":
                 return reply[1]
@@ -259,7 +267,7 @@ def _decode_one(request: DecodeRequest, replies: Connection, hooks: bool) -> Non
         decoding = decode_chunks(stream, request.sample_rate, request.max_duration_s)
         while True:
             try:
-                replies.send(("chunk", next(decoding)))
+                replies.send_bytes(_CHUNK + next(decoding).astype(np.float32, copy=False).tobytes())
             except StopIteration as done:
                 replies.send(("done", done.value))
                 return
