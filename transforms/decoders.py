@@ -147,7 +147,10 @@ class _Child:
         reply_read, reply_write = os.pipe()
         process = subprocess.Popen(
             [sys.executable, "-m", "transforms.decoders", str(request_read), str(reply_write), str(memory_limit)],
-            pass_fds=(request_read, reply_write), stdin=subprocess.DEVNULL, close_fds=True)
+            pass_fds=(request_read, reply_write), stdin=subprocess.DEVNULL, close_fds=True,
+            # Decoding libraries write to stderr about damaged files (libmpg123 in libsndfile's
+            # fallback: "Cannot read next header"); what matters reaches the parent as a reply.
+            stderr=subprocess.DEVNULL)
         os.close(request_read)
         os.close(reply_write)
         return cls(process, Connection(request_write, readable=False), Connection(reply_read, writable=False))
