@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     rows += decode_rows
     rows += attempt("decode, 2 threads", lambda: [measure_stage("decode", "(c) decode + resample, 2 threads in one process",
                                                                 files, ("--threads", "2"))])
-    rows += attempt("features", lambda: [measure_stage("features", "(c) features alone (mel_power + log_compress)", files)])
+    rows += attempt("features", lambda: [measure_stage("features", "(c) features alone (mel_power + the compression)", files)])
     rows += attempt("model float32", lambda: measure_model("float32"))
     rows += attempt("model bfloat16", lambda: measure_model("bfloat16"))
     for minutes, path in long_tracks:

@@ -4,7 +4,7 @@
                                               decode + downmix + resample to the model's rate (one thread
                                               unless N; --isolated: in N decoder processes)
     python -m bench.stages isolation FILE...  decoding here against one decoder process, alternated 3 times
-    python -m bench.stages features FILE...   decode first (untimed), then time mel_power + log_compress
+    python -m bench.stages features FILE...   decode first (untimed), then time mel_power + the compression
     python -m bench.stages model [--batches 1,8,32] [--precision float32] [--min-seconds 3]
                                               the converted model alone on (N, frames, mels) float32 patches,
                                               batch sizes interleaved over 3 rounds

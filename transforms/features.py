@@ -189,15 +189,9 @@ def mel_power(samples: np.ndarray, recipe: FeatureRecipe, chunk_frames: int = CH
     return np.asarray(stream.finish())
 
 
-def log_compress(mel: np.ndarray, recipe: FeatureRecipe) -> np.ndarray:
-    """float16 mel power (..., n_mels) -> float32 log-mel, the recipe's compression (MusiCNN:
-    log10(10000 * mel + 1))."""
-    return recipe.compress(mel)
-
-
 def log_mel(samples: np.ndarray, recipe: FeatureRecipe) -> np.ndarray:
     """(n,) float32 mono at recipe.sample_rate -> (1 + n // hop, n_mels) float32 log-mel: the model's input."""
-    return log_compress(mel_power(samples, recipe), recipe)
+    return recipe.compress(mel_power(samples, recipe))
 
 
 def n_patches(total_frames: int, patch_frames: int, hop: int) -> int:
