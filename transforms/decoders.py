@@ -30,8 +30,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from transforms.audio import AudioInfo
-from transforms.errors import TaggingError
+from transforms.audio import AudioInfo, decode_chunks
+from transforms.errors import TaggingError, read_failure
 
 # A decoder may use this much address space: decoding streams, so a child needs about 300 MB
 # (Python, FFmpeg, soxr, fsspec) whatever the file; past it the file asks for what no track needs.
@@ -55,7 +55,8 @@ class DecodeRequest:
 
 
 class DecoderPool:
-    """Up to `processes` decoding children, started on first use and shared by the caller's threads."""
+    """Up to `processes` decoding children, started on demand (or ahead with start()) and shared by
+    the caller's threads: there are never more children than files decoded at once."""
 
     def __init__(self, processes: int, memory_limit: int = DEFAULT_MEMORY_LIMIT,
                  stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S):
@@ -66,10 +67,11 @@ class DecoderPool:
         self._slots = threading.BoundedSemaphore(processes)
         self._closed = False
 
-    def start(self, wait: bool = False) -> "DecoderPool":
-        """Start every child now (they import while the caller does other work), not at first use;
-        with wait, return once they are ready to decode."""
-        children = [_Child.start(self.memory_limit) for _ in range(self._processes - self._idle.qsize())]
+    def start(self, count: Optional[int] = None, wait: bool = False) -> "DecoderPool":
+        """Have `count` (default: all) children idle now rather than at first use (they import while
+        the caller does other work); with wait, return once they are ready to decode."""
+        wanted = min(self._processes if count is None else count, self._processes)
+        children = [_Child.start(self.memory_limit) for _ in range(wanted - self._idle.qsize())]
         for child in children:
             if wait and child.replies.poll(60):
                 child.replies.recv()  # its "ready"
@@ -80,10 +82,7 @@ class DecoderPool:
         """Decode request.uri in a child, calling on_chunk with each (k,) float32 chunk in order.
         Returns the source's AudioInfo; raises TaggingError."""
         with self._slots:
-            try:
-                child = self._idle.get_nowait()
-            except queue.Empty:
-                child = _Child.start(self.memory_limit)
+            child = self._idle_child() or _Child.start(self.memory_limit)
             clean = False
             try:
                 info = child.decode(request, on_chunk, self.stall_timeout_s)
@@ -97,6 +96,18 @@ class DecoderPool:
                     self._idle.put(child)
                 else:
                     child.kill()
+
+    def _idle_child(self) -> Optional["_Child"]:
+        """An idle child that is still alive. A child dies with the thread that started it
+        (PR_SET_PDEATHSIG), e.g. a thread pool's thread at teardown: it must not be given a file."""
+        while True:
+            try:
+                child = self._idle.get_nowait()
+            except queue.Empty:
+                return None
+            if child.alive:
+                return child
+            child.kill()
 
     def close(self) -> None:
         self._closed = True
@@ -113,11 +124,10 @@ _SHARED_LOCK = threading.Lock()
 
 def acquire_shared(key: str, memory_limit: int = DEFAULT_MEMORY_LIMIT,
                    stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S) -> DecoderPool:
-    """The pool for `key` in this process (one child per core, started at once: they import while
-    TensorFlow and the model load), shared by every DoFn instance and thread that acquires it; made
-    on first use. Each acquire_shared needs a release_shared."""
+    """The pool for `key` in this process (at most one child per core), shared by every DoFn instance
+    and thread that acquires it; made on first use. Each acquire_shared needs a release_shared."""
     with _SHARED_LOCK:
-        pool, users = _SHARED.get(key) or (DecoderPool(os.cpu_count() or 1, memory_limit, stall_timeout_s).start(), 0)
+        pool, users = _SHARED.get(key) or (DecoderPool(os.cpu_count() or 1, memory_limit, stall_timeout_s), 0)
         _SHARED[key] = (pool, users + 1)
         return pool
 
@@ -256,9 +266,6 @@ def _test_hook(uri: str) -> None:
 
 
 def _decode_one(request: DecodeRequest, replies: Connection, hooks: bool) -> None:
-    from transforms.audio import decode_chunks
-    from transforms.errors import read_failure
-
     try:
         raw = _open_regular(request.uri)
     except Exception as exc:  # noqa: BLE001 - whatever the filesystem raises is a read failure

@@ -101,6 +101,7 @@ class ExtractFeatures(beam.DoFn):
     def setup(self):
         configure_gpus()  # the mel runs in TensorFlow: on a GPU worker it must not take all memory
         self._decoders = acquire_shared(self._pool_key, stall_timeout_s=self.decode_timeout_s)
+        self._decoders.start(self.prefetch)  # they start while TensorFlow and the model load
         self._pool = ThreadPoolExecutor(self.prefetch, thread_name_prefix="extract")
 
     def start_bundle(self):

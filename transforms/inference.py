@@ -84,9 +84,10 @@ def predict_tracks(tracks: Sequence[TrackFeatures], tagger: Callable[[np.ndarray
         embeddings.append(e)
     activations, embeddings = np.concatenate(activations), np.concatenate(embeddings)
     bounds = np.cumsum([0] + counts)
-    # The predictions carry the track's facts, not its mel: what follows never needs it again.
-    return [TrackPrediction(track=dataclasses.replace(t, mel=np.zeros((0, 0), np.float16)), activations=activations[lo:hi], embeddings=embeddings[lo:hi],
-                            patch_starts=features.patch_starts(len(t.mel), patch_frames, hop), padded=pad)
+    no_mel = np.zeros((0, 0), np.float16)  # the predictions carry the track's facts, not its mel
+    return [TrackPrediction(track=dataclasses.replace(t, mel=no_mel), activations=activations[lo:hi],
+                            embeddings=embeddings[lo:hi], padded=pad,
+                            patch_starts=features.patch_starts(len(t.mel), patch_frames, hop))
             for t, pad, lo, hi in zip(tracks, padded, bounds[:-1], bounds[1:])]
 
 
