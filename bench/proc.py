@@ -28,13 +28,13 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run_measured(cmd: list[str], log: Path) -> Measured:
+def run_measured(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Measured:
     """Run cmd from the repo root, stdout and stderr to log; os.wait4 gives this child's own rusage
     (getrusage(RUSAGE_CHILDREN) would give the maximum over all children ever waited for)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=child_env())
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env={**child_env(), **(env or {})})
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         except BaseException:

@@ -60,11 +60,12 @@ def measure_original(files: list[Path], audio_s: float | None) -> list[Row]:
                 measured.peak_rss_mib, f"graph build {result['graph_build_s']:.1f} s; patches cover {covered:.0f} s")]
 
 
-def measure_cli(label: str, inputs: list[Path], name: str, extra: list[str], audio_s: float | None) -> tuple[Row, Path]:
+def measure_cli(label: str, inputs: list[Path], name: str, extra: list[str], audio_s: float | None,
+                env: dict[str, str] | None = None) -> tuple[Row, Path]:
     """Our CLI as a user runs it; audio seconds from its tracks table unless given."""
     output = OUT_DIR / name
     args = [a for i in inputs for a in ("--input", str(i))] + ["--output", str(output), *extra]
-    measured = run_measured(python_module("pipeline", *args), LOGS / f"{name}.log")
+    measured = run_measured(python_module("pipeline", *args), LOGS / f"{name}.log", env)
     if measured.returncode != 0:
         return Row(label, None, measured.wall_s, measured.cpu_s, measured.peak_rss_mib,
                    f"FAILED (exit {measured.returncode}), see {measured.log.relative_to(ROOT)}"), output
@@ -177,15 +178,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def hostile_rows(files: list[Path], ten_hours: Path | None) -> list[Row]:
     """What isolating decoders costs (the same files decoded here and in decoder processes), the peak
-    RSS of a 3-hour track, and of a 10-hour file
-    (TooLong, found in bounded time)."""
+    RSS of a 6-hour track (the longest a default run tags), and of a 10-hour file (TooLong, found in
+    bounded time)."""
     rows = attempt("decoding here and in a decoder process, alternated", lambda: measure_isolation(files))
     rows += attempt("decode, 2 decoder processes", lambda: [measure_stage(
         "decode", "(f) decode + resample in 2 decoder processes (isolated)", files, ("--isolated", "2"))])
+    rows += attempt("whole runs, decoders isolated and not, alternated", lambda: measure_isolation_cli(files))
     if ten_hours is not None:
-        three_hours = ten_hours.with_name("hours-3h.wav")
-        label = "(f) our CLI, one 3-hour 16 kHz wav, defaults"
-        rows += attempt(label, lambda: [measure_cli(label, [three_hours], "cli-3h", [], None)[0]])
+        six_hours = ten_hours.with_name("hours-6h.wav")
+        label = "(f) our CLI, one 6-hour 16 kHz wav, defaults: the longest track a default run tags"
+        rows += attempt(label, lambda: [measure_cli(label, [six_hours], "cli-6h", [], None)[0]])
         label = "(f) our CLI, one 10-hour 16 kHz wav, defaults (--max-duration 6 h: TooLong)"
         rows += attempt(label, lambda: [measure_cli(label, [ten_hours], "cli-10h-default", [], None)[0]])
     return rows
@@ -198,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     print("Audio (generated once, cached under build/bench-audio/):", flush=True)
     long_minutes = [] if args.only else [5] if args.skip_long else [5, 60]
     clips = [] if args.only else [STARTUP_CLIP_MIN]
-    hours = [] if args.skip_long else ["--hours", "3", "--hours", "10"]
+    hours = [] if args.skip_long else ["--hours", "6", "--hours", "10"]
     audio = run_json("bench.corpus", ["--minutes", f"{args.minutes:g}", *hours,
                                       *[a for m in [*clips, *long_minutes] for a in ("--long", f"{m:g}")]],
                      "corpus.log")
@@ -264,22 +266,51 @@ def _append(args: argparse.Namespace, rows: list[Row], audio_s: float | None, fi
 def measure_isolation(files: list[Path]) -> list[Row]:
     measured, result = run_worker("bench.stages", ["isolation", *map(str, files)], LOGS / "stage-isolation.log")
     here, isolated = result["here"], result["isolated"]
-    rounds = f"best of {result['rounds']} alternated rounds"
+    note = f"each file decoded both ways back to back, {result['rounds']} times; sum of each file's best"
     return [Row("(f) decode + resample in this process (1 thread), isolation's baseline", here["audio_s"],
-                here["seconds"], here["cpu_s"], measured.peak_rss_mib,
-                f"{rounds}: {', '.join(f'{s:.2f}' for s in result['here_s'])} s"),
+                here["seconds"], None, measured.peak_rss_mib, note),
             Row("(f) decode + resample in 1 decoder process (isolated)", isolated["audio_s"], isolated["seconds"],
-                isolated["cpu_s"], measured.peak_rss_mib,
-                f"{rounds}: {', '.join(f'{s:.2f}' for s in result['isolated_s'])} s; CPU includes the child's")]
+                None, measured.peak_rss_mib, note)]
+
+
+ISOLATED_RUN = "(f) our CLI, the corpus twice (16 files), decoders in processes (as always)"
+IN_PROCESS_RUN = "(f) our CLI, the corpus twice (16 files), decoding in the worker's threads (no isolation)"
+
+
+def measure_isolation_cli(files: list[Path], rounds: int = 2) -> list[Row]:
+    """What isolation costs a whole run: the same run with decoders in processes and (bench only,
+    decoders.IN_PROCESS_ENV) in the worker's threads, alternated `rounds` times; the faster of each."""
+    from transforms.decoders import IN_PROCESS_ENV
+    folder = OUT_DIR / "corpus-twice" if (OUT_DIR / "corpus-twice").exists() else twice(files)
+    runs: dict[str, list[Row]] = {ISOLATED_RUN: [], IN_PROCESS_RUN: []}
+    for round_ in range(rounds):
+        order = list(runs) if round_ % 2 == 0 else list(runs)[::-1]
+        for label in order:
+            env = {IN_PROCESS_ENV: "1"} if label == IN_PROCESS_RUN else {}
+            name = f"cli-isolation-{'in-process' if env else 'processes'}-{round_}"
+            runs[label].append(measure_cli(label, [folder], name, [], None, env)[0])
+    best = []
+    for label, rows in runs.items():
+        row = min(rows, key=lambda r: r.wall_s)
+        best.append(Row(row.what, row.audio_s, row.wall_s, row.cpu_s, row.rss_mib,
+                        f"{row.note}; best of {rounds} alternated runs: {', '.join(f'{r.wall_s:.1f}' for r in rows)} s"))
+    return best
 
 
 def isolation_lines(rows: list[Row]) -> list[str]:
+    lines = []
     here, isolated = find(rows, "(f) decode + resample in this process"), find(rows, "(f) decode + resample in 1 decoder")
-    if not (here and isolated):
-        return []
-    return [f"- Decoding isolation's cost, one decoder process against decoding in this process, the same files, "
-            f"best of alternated rounds: {isolated.rate:.1f} / {here.rate:.1f} audio-s/s = "
-            f"**{isolated.rate / here.rate:.3f}** ({(1 - isolated.rate / here.rate) * 100:+.1f} % throughput lost)"]
+    if here and isolated:
+        lines.append(f"- Decoding isolation's cost, one decoder process against decoding in this process, the same "
+                     f"files, each file's best of its alternated decodes: {isolated.rate:.1f} / {here.rate:.1f} "
+                     f"audio-s/s = **{isolated.rate / here.rate:.3f}** "
+                     f"({(1 - isolated.rate / here.rate) * 100:+.1f} % throughput lost)")
+    whole, threads = find(rows, ISOLATED_RUN), find(rows, IN_PROCESS_RUN)
+    if whole and threads:
+        lines.append(f"- What isolation costs a whole run (decoding overlaps the mel and the model): "
+                     f"{whole.rate:.1f} / {threads.rate:.1f} audio-s/s = **{whole.rate / threads.rate:.3f}** "
+                     f"({(1 - whole.rate / threads.rate) * 100:+.1f} % throughput lost)")
+    return lines
 
 
 def precision_difference(float32_out: Path, bfloat16_out: Path) -> list[str]:

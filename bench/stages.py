@@ -3,7 +3,7 @@
     python -m bench.stages decode [--threads N | --isolated N] FILE...
                                               decode + downmix + resample to the model's rate (one thread
                                               unless N; --isolated: in N decoder processes)
-    python -m bench.stages isolation FILE...  decoding here against one decoder process, alternated 3 times
+    python -m bench.stages isolation FILE...  decoding here against one decoder process, file by file, 5 rounds
     python -m bench.stages features FILE...   decode first (untimed), then time mel_power + the compression
     python -m bench.stages model [--batches 1,8,32] [--precision float32] [--min-seconds 3]
                                               the converted model alone on (N, frames, mels) float32 patches,
@@ -72,18 +72,39 @@ def isolated_decode_stage(files: list[str], recipe: "FeatureRecipe", processes: 
             "cpu_s": time.process_time() - cpu + children_cpu() - child_cpu, "durations": durations}
 
 
-def isolation_stage(files: list[str], recipe: "FeatureRecipe", rounds: int = 3) -> dict:
-    """Decoding here against decoding in one decoder process, the same files, alternated `rounds`
-    times after a warm-up of both: the best round of each (this machine is shared and noisy; a single
-    pass of a few seconds varies by several per cent)."""
-    decode_stage(files[:1], recipe)  # imports and first-call costs out of the way
-    here, isolated = [], []
-    for _ in range(rounds):
-        here.append(decode_stage(files, recipe))  # paths, as the decoder processes read local files
-        isolated.append(isolated_decode_stage(files, recipe, 1))
-    best_here, best_isolated = min(here, key=lambda r: r["seconds"]), min(isolated, key=lambda r: r["seconds"])
-    return {"audio_s": best_here["audio_s"], "here": best_here, "isolated": best_isolated, "rounds": rounds,
-            "here_s": [r["seconds"] for r in here], "isolated_s": [r["seconds"] for r in isolated]}
+def isolation_stage(files: list[str], recipe: "FeatureRecipe", rounds: int = 5) -> dict:
+    """Decoding here against decoding in one decoder process: every file decoded both ways back to
+    back, alternating which goes first, `rounds` times; each way's time is the sum over files of the
+    file's fastest decode (as timeit takes the best: what the code costs, without this shared
+    machine's hiccups, which made whole rounds differ by several per cent)."""
+    from transforms.audio import decode_audio
+    from transforms.decoders import DecodeRequest, DecoderPool
+
+    pool = DecoderPool(1).start(wait=True)  # children start once a run, as the pipeline's do: not timed
+
+    def here(path: str) -> float:
+        return decode_audio(path, recipe.sample_rate).duration_s
+
+    def isolated(path: str) -> float:
+        chunks: list[np.ndarray] = []  # the samples collected here, as the pipeline's mel does
+        return pool.decode(DecodeRequest(path, recipe.sample_rate, None), chunks.append).duration_s
+
+    ways = {"here": here, "isolated": isolated}
+    for way in ways.values():  # imports and first-call costs out of the way
+        way(files[0])
+    best = {name: [float("inf")] * len(files) for name in ways}
+    durations = [0.0] * len(files)
+    for round_ in range(rounds):
+        for i, path in enumerate(files):
+            for name in (list(ways) if (round_ + i) % 2 == 0 else list(ways)[::-1]):
+                start = time.perf_counter()
+                durations[i] = ways[name](path)
+                best[name][i] = min(best[name][i], time.perf_counter() - start)
+    pool.close()
+    audio_s = float(sum(durations))
+    return {"audio_s": audio_s, "rounds": rounds,
+            "here": {"audio_s": audio_s, "seconds": sum(best["here"])},
+            "isolated": {"audio_s": audio_s, "seconds": sum(best["isolated"])}}
 
 
 def features_stage(files: list[str], recipe: "FeatureRecipe") -> dict:

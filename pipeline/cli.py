@@ -28,8 +28,8 @@ from transforms.sinks import MODEL_FILE, TABLES, TEMP_PREFIX, table_path, write_
 from transforms.sources import ManifestError, expand_input, read_manifest
 
 PROG = "musicnn-beam"
-# Past this a track is TooLong, found in bounded time. Multi-hour tracks peak at 1.9-2.4 GB RSS
-# (BENCHMARKS.md, 3 to 6 hours; the spread is run to run, not length); past 6 hours it is the user's call.
+# Past this a track is TooLong, found in bounded time: a 6-hour track's whole run peaks at 1.8 GB RSS
+# (BENCHMARKS.md), held by its mel (12 KB per audio second); longer ones are the user's call.
 DEFAULT_MAX_DURATION_S = 6 * 3600.0
 LOCAL_RUNNERS = {None, "DirectRunner", "FnApiRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner"}
 
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--patch-hop", type=positive_int, default=None, metavar="FRAMES",
                         help="frames between patch starts (default: the patch length, 187: no overlap)")
     parser.add_argument("--batch-size", type=positive_int, default=None, metavar="PATCHES",
-                        help="patches per model call (default: 16 on CPU, 512 on GPU)")
+                        help="patches per model call (default: 8 on CPU, 512 on GPU)")
     parser.add_argument("--precision", choices=list(PRECISIONS), default="float32",
                         help="float32 (default) gives the original's numbers; bfloat16 is the CPU fast path "
                              "(AVX512-BF16/AMX), float16 the GPU one")

@@ -39,3 +39,31 @@ def test_bounded_calls_give_what_one_call_gives():
     np.testing.assert_array_equal(long.patch_starts, starts)
     np.testing.assert_array_equal(long.activations[:, 0], tracks[0].mel[starts, 0].astype(np.float32))
     np.testing.assert_array_equal(long.activations[:, 1], tracks[0].mel[starts + 186, 0].astype(np.float32))
+
+
+class RecordingModel:
+    """A LoadedModel's interface: records each call's input shape; outputs identify each patch."""
+
+    device = "CPU"
+
+    def __init__(self):
+        self.shapes: list[tuple[int, ...]] = []
+
+    def __call__(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.shapes.append(patches.shape)
+        return patches[:, :, 0].astype(np.float32), patches.sum(axis=(1, 2), dtype=np.float32)[:, None]
+
+
+def test_the_model_sees_one_batch_shape_and_padding_is_cut_off():
+    from models.registry import resolve_model
+    from transforms.inference import PatchTagger
+
+    recipe = resolve_model("msd-musicnn").recipe
+    model = RecordingModel()
+    patches = np.random.default_rng(0).random((21, 4, 3)).astype(np.float16)  # 8 + 8 + 5 (padded to 8)
+    activations, embeddings = PatchTagger(model, recipe, batch_size=8)(patches)
+    assert model.shapes == [(8, 4, 3)] * 3
+    assert activations.shape == (21, 4) and embeddings.shape == (21, 1)
+    expected = recipe.compress(patches)
+    np.testing.assert_array_equal(activations, expected[:, :, 0].astype(np.float32))
+    np.testing.assert_array_equal(embeddings[:, 0], expected.sum(axis=(1, 2), dtype=np.float32))

@@ -45,10 +45,19 @@ class PatchTagger:
         self.batch_size = batch_size or DEFAULT_BATCH_SIZE[model.device]
 
     def __call__(self, mel_patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        chunk = self.batch_size
-        outputs = [self.model(self.recipe.compress(mel_patches[i:i + chunk]))
-                   for i in range(0, len(mel_patches), chunk)]
-        return np.concatenate([a for a, _ in outputs]), np.concatenate([e for _, e in outputs])
+        chunk, n = self.batch_size, len(mel_patches)
+        outputs = [self.model(self.recipe.compress(_padded_to(mel_patches[i:i + chunk], chunk)))
+                   for i in range(0, n, chunk)]
+        return np.concatenate([a for a, _ in outputs])[:n], np.concatenate([e for _, e in outputs])[:n]
+
+
+def _padded_to(patches: np.ndarray, n: int) -> np.ndarray:
+    """patches (k <= n, ...) with n - k zero patches after them. The model always sees one batch
+    shape: on a CPU, oneDNN keeps buffers for every input shape it has run (measured: 5-10 MB per
+    extra shape, and a track's last chunk could be any of batch_size shapes)."""
+    if len(patches) == n:
+        return patches
+    return np.concatenate([patches, np.zeros((n - len(patches), *patches.shape[1:]), patches.dtype)])
 
 
 def predict_tracks(tracks: Sequence[TrackFeatures], tagger: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
