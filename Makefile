@@ -38,9 +38,15 @@ $(MODELS)/.converted: $(ORIGINAL)/.unpacked $(wildcard models/*.py models/metada
 	$(PY) -m models.convert --original $(ORIGINAL)/musicnn --out $(MODELS)
 	touch $@
 
-run: models
-	rm -rf $(DEMO_OUT)
+# Written once: rewriting it would give every file a new version, and `make run` would tag it all again.
+$(DEMO)/.written: $(VENV)/.installed $(wildcard demo/*.py)
 	$(PY) -m demo --out $(DEMO)
+	touch $@
+
+# The demo store grows run after run (a second `make run` skips every file). An output written
+# before the store existed (plain Parquet folders) is replaced.
+run: models $(DEMO)/.written
+	@test -d $(DEMO_OUT)/runs/_delta_log || rm -rf $(DEMO_OUT)
 	$(PY) -m pipeline --input $(DEMO) --output $(DEMO_OUT)
 	$(PY) -m pipeline.report $(DEMO_OUT)
 

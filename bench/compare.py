@@ -1,4 +1,4 @@
-"""Differences between two pipeline outputs (e.g. float32 vs bfloat16): |activation| max and mean,
+"""Differences between two stores (one run each) (e.g. float32 vs bfloat16): |activation| max and mean,
 per track (tracks table, joined on uri) and per patch (patches table, joined on uri and patch).
 
     python -m bench.compare summary OUTPUT [--result OUT.json]     tracks, their audio seconds, errors
@@ -18,8 +18,8 @@ import numpy as np
 
 
 def read_table(output: Path, table: str, keys: tuple[str, ...]) -> dict[tuple, np.ndarray]:
-    import pyarrow.dataset as ds
-    columns = ds.dataset(str(output / table), format="parquet").to_table(columns=[*keys, "activations"]).to_pydict()
+    from transforms.store import read_table as store_table
+    columns = store_table(str(output), table).select([*keys, "activations"]).to_pydict()
     return {tuple(columns[k][i] for k in keys): np.asarray(a, dtype=np.float64)
             for i, a in enumerate(columns["activations"])}
 
@@ -36,9 +36,9 @@ def activation_difference(a: Path, b: Path, table: str, keys: tuple[str, ...]) -
 
 def output_summary(output: Path) -> dict:
     """Tracks tagged, their total decoded duration, and the number of errors."""
-    import pyarrow.dataset as ds
-    tracks = ds.dataset(str(output / "tracks"), format="parquet").to_table(columns=["duration_s"])
-    errors = ds.dataset(str(output / "errors"), format="parquet").to_table(columns=["stage", "error", "message"])
+    from transforms.store import read_table as store_table
+    tracks = store_table(str(output), "tracks").select(["duration_s"])
+    errors = store_table(str(output), "errors").select(["stage", "error", "message"])
     first = errors.slice(0, 1).to_pylist()
     return {"tracks": tracks.num_rows, "audio_s": float(sum(tracks.column("duration_s").to_pylist())),
             "errors": errors.num_rows,

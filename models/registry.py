@@ -61,6 +61,18 @@ class ModelSpec:
         """The features this model takes (RecipeError if this code cannot compute them)."""
         return FeatureRecipe.from_metadata(self.metadata)
 
+    def fingerprint(self) -> str:
+        """What the model's results depend on: a hash of its variables and its metadata (16 hex
+        digits). Results of another checkpoint or conversion are not this model's."""
+        digest = hashlib.sha256(json.dumps(self.metadata, sort_keys=True).encode())
+        variables = Path(self.local_path()) / "variables"
+        for path in sorted(variables.iterdir()):
+            digest.update(path.name.encode())
+            with path.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+        return digest.hexdigest()[:16]
+
     @property
     def is_named(self) -> bool:
         return self.source in known_models()

@@ -3,6 +3,10 @@
 Our flags are parsed here; every other argument is a Beam pipeline option and passes through
 (--runner, --direct_num_workers, ...). With no runner named, the pipeline runs in-process on Beam's
 FnApiRunner over all cores: Beam's DirectRunner would first try to download the Prism runner.
+
+A run: check the arguments and the store (without listing the inputs: the pipeline lists them once),
+complete or clean up what killed runs left, read the version of the store's state, run the
+pipeline (which commits the run), print its runs row.
 """
 from __future__ import annotations
 
@@ -10,11 +14,15 @@ import argparse
 import difflib
 import glob
 import hashlib
+import json
 import logging
 import os
+import re
 import sys
 import tempfile
+import time
 import uuid
+from importlib import metadata
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, _BeamArgumentParser
@@ -24,8 +32,8 @@ from models.recipe import RecipeError
 from models.registry import DEFAULT_MODEL, PRECISIONS, ModelNotFound, resolve_model
 from pipeline.config import ConfigError, expand_config
 from transforms.decoders import DEFAULT_STALL_TIMEOUT_S
-from transforms.sinks import MODEL_FILE, TABLES, TEMP_PREFIX, table_path, write_model_metadata
-from transforms.sources import ManifestError, expand_input, read_manifest
+from transforms import store
+from transforms.sources import ManifestError, NoMatch, check_input, read_manifest_columns
 
 PROG = "musicnn-beam"
 # Past this a track is TooLong, found in bounded time: a 6-hour track's whole run peaks at 1.8 GB RSS
@@ -91,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a .txt (one URI a line), .csv or .parquet (columns uri and optional track_id) "
                              "list of inputs; repeatable")
     parser.add_argument("--output", required=True, metavar="DIR",
-                        help="folder or URI for tracks/, patches/, errors/ (Parquet) and model.json")
+                        help="folder or URI of the store: Delta Lake tables tracks/, patches/, errors/, "
+                             "current/ and runs/; a run adds to what earlier runs wrote")
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"a model name or the URI of a SavedModel folder with model.json (default: {DEFAULT_MODEL})")
     parser.add_argument("--patch-hop", type=positive_int, default=None, metavar="FRAMES",
@@ -114,50 +123,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--decode-timeout", type=positive_float, default=DEFAULT_STALL_TIMEOUT_S, metavar="SECONDS",
                         help=f"a decoder that makes no progress this long is killed and its file is an error "
                              f"(Timeout) (default: {DEFAULT_STALL_TIMEOUT_S:g})")
-    parser.add_argument("--overwrite", action="store_true", help="replace results already in --output")
+    parser.add_argument("--retag", action="store_true",
+                        help="tag every input again, even those the store holds a result for")
     parser.add_argument("--config", metavar="FILE", help="a YAML run profile (configs/); flags given here override it")
     return parser
 
 
 def check_sources(patterns: list[str], manifests: list[str]) -> None:
+    """What can be checked without listing the inputs (the pipeline lists them, once)."""
     if not patterns and not manifests:
         raise UsageError(f"name the audio with --input or --manifest (see {PROG} --help)")
     for pattern in patterns:
         try:
-            found = next(expand_input(pattern), None)
+            check_input(pattern)
+        except NoMatch as exc:
+            raise UsageError(str(exc)) from exc
         except (OSError, ValueError) as exc:
             raise UsageError(f"cannot read input {pattern!r}: {exc}") from exc
-        if found is None:
-            raise UsageError(f"no file matches {pattern!r}")
     for manifest in manifests:
         try:
-            found = next(read_manifest(manifest), None)
+            read_manifest_columns(manifest)
         except (OSError, ValueError, ManifestError) as exc:
             raise UsageError(f"cannot read manifest {manifest!r}: {exc}") from exc
-        if found is None:
-            raise UsageError(f"manifest {manifest!r} lists no input")
 
 
-def prepare_output(output: str, overwrite: bool) -> None:
-    """Make sure OUTPUT is writable and holds no earlier results (old shards would mix with new ones)."""
+def open_store(output: str) -> int:
+    """Check OUTPUT is (or can become) a store, finish what killed runs left; returns the version of
+    the state the run decides on."""
     try:
-        fs, root = url_to_fs(output)
-        existing = [t for t in [*TABLES, MODEL_FILE] if fs.exists(f"{root}/{t}")]
-        if existing and not overwrite:
-            raise UsageError(f"{output} already holds results ({', '.join(existing)}): "
-                             "choose a new folder or pass --overwrite")
-        for name in existing:
-            fs.rm(f"{root}/{name}", recursive=True)
-        for debris in fs.glob(f"{root}/{TEMP_PREFIX}*"):  # what a killed run left: never published, never read
-            fs.rm(debris, recursive=True)
-        fs.makedirs(root, exist_ok=True)
-        probe = f"{root}/.write-probe"
-        fs.pipe_file(probe, b"")
-        fs.rm(probe)
-    except UsageError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - whatever the filesystem raises, the user gets one line
-        raise UsageError(f"output {output!r} is not writable: {type(exc).__name__}: {exc}") from exc
+        store.open_store(output)
+        store.recover(output)
+        return store.open_store(output)
+    except store.StoreError as exc:
+        raise UsageError(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - whatever the storage raises, the user gets one line
+        message = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split())  # delta-rs colours its errors
+        raise UsageError(f"output {output!r} is not writable as a store: {type(exc).__name__}: {message}") from exc
 
 
 def unknown_beam_args(beam_args: list[str], own_flags: set[str]) -> list[str]:
@@ -192,7 +193,7 @@ def pipeline_options(beam_args: list[str]) -> tuple[PipelineOptions, object]:
     return options, FnApiRunner()
 
 
-def run(argv: list[str]) -> str:
+def run(argv: list[str]) -> tuple[str, str]:
     parser = build_parser()
     own_flags = {flag for action in parser._actions for flag in action.option_strings}
     try:
@@ -213,27 +214,71 @@ def run(argv: list[str]) -> str:
         raise UsageError(str(exc)) from exc
     patch_hop = recipe.patch_frames if args.patch_hop is None else args.patch_hop
     check_sources(args.input, args.manifest)
-    prepare_output(args.output, args.overwrite)
+    state_version = open_store(args.output)
 
     # TensorFlow comes in only now: its start-up chatter on stderr would bury a one-line usage error.
-    from pipeline.graph import InputSpec, TagCatalogue, TagSettings, WriteOutputs
+    from pipeline.graph import CommitRun, InputSpec, StoreRun, TagCatalogue, TagSettings
+    from transforms.incremental import RunFacts
 
     run_tag = f"{local_temp_prefix(args.output)}{uuid.uuid4().hex[:12]}"
     remove_local_temp(local_temp_prefix(args.output))  # what a killed run on this output left
     settings = TagSettings(model=model, patch_hop=patch_hop, batch_size=args.batch_size, precision=args.precision,
                            inference_accelerator=args.inference_accelerator, model_copies=args.model_copies,
                            max_duration_s=args.max_duration, decode_timeout_s=args.decode_timeout, run_tag=run_tag)
+    facts = RunFacts(run_id=store.new_run_id(), model=model.name, fingerprint=model_fingerprint(model),
+                     settings=settings.key, retag=args.retag)
+    runner = options.view_as(StandardOptions).runner or "FnApiRunner (in-process)"
+    run = StoreRun(output=args.output, facts=facts, state_version=state_version,
+                   state_files=tuple(store.state_files(args.output, state_version)),
+                   row={"started": time.time(), "package_version": package_version(), "runner": runner,
+                        "classes": model.classes})
     specs = [InputSpec(pattern=p) for p in args.input] + [InputSpec(manifest=m) for m in args.manifest]
     try:
         with beam.Pipeline(runner=local_runner, options=options) as p:
-            tables = (p
-                      | "Inputs" >> beam.Create(specs)
-                      | "Tag" >> TagCatalogue(settings))
-            _ = tables | "Write" >> WriteOutputs(args.output)
+            _ = (p
+                 | "Inputs" >> beam.Create(specs)
+                 | "Tag" >> TagCatalogue(settings, run)
+                 | "Commit" >> CommitRun(run))
+    except Exception as exc:
+        for known in (store.StoreConflict, NoMatch, ManifestError):  # Beam re-raises what a step raised, wrapped
+            if known.__name__ in str(exc) or isinstance(exc, known):
+                raise RunFailed(_one_line(exc, known), 3 if known is store.StoreConflict else 2) from exc
+        raise
     finally:
         remove_local_temp(run_tag)
-    write_model_metadata(args.output, model.metadata)  # last: a run killed before it left no results
-    return args.output
+    return args.output, facts.run_id
+
+
+class RunFailed(Exception):
+    """The run stopped for a reason the user can act on: one line, and its exit status."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+def _one_line(exc: BaseException, known: type) -> str:
+    """The message of the `known` exception a Beam failure carries (its text after the type name)."""
+    text = str(exc)
+    marker = f"{known.__name__}: "
+    text = text[text.rindex(marker) + len(marker):] if marker in text else text
+    return " ".join(text.split("\n", 1)[0].split(" [while running ", 1)[0].split())
+
+
+def model_fingerprint(model) -> str:
+    """The model's fingerprint (ModelSpec.fingerprint); a named model that is only on the workers
+    (e.g. in a Dataflow image) is fingerprinted by its metadata alone."""
+    try:
+        return model.fingerprint()
+    except (ModelNotFound, OSError):
+        return "metadata-" + hashlib.sha256(json.dumps(model.metadata, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("musicnn-beam")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def local_temp_prefix(output: str) -> str:
@@ -253,11 +298,17 @@ def remove_local_temp(prefix: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     logging.getLogger().addFilter(_quiet_beam_resource_warning)
     try:
-        output = run(sys.argv[1:] if argv is None else argv)
+        output, run_id = run(sys.argv[1:] if argv is None else argv)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    print(f"{PROG}: wrote {', '.join(table_path(output, t) for t in TABLES)}")
+    except RunFailed as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.status
+    from pipeline.report import run_line
+
+    (row,) = [r for r in store.read_table(output, "runs").to_pylist() if r["run_id"] == run_id]
+    print(f"{PROG}: {run_line(row)}; store {output}")
     return 0
 
 

@@ -1,25 +1,32 @@
-"""The Beam graph: inputs -> tracks, patches and errors tables.
+"""The Beam graph: inputs and the store's state -> the run's rows in the store's tables, committed once.
 
-    patterns / manifests -> expand -> group the names of each file into one input (a shuffle: it
-      also spreads the files over workers) -> read + decode + resample (decoder processes) + mel
-      (CPU) -> RunInference, batches spanning tracks (CPU or GPU) -> per-track assembly -> Parquet
+    patterns / manifests -> listing (each file's version from it) -+
+    the store's `current` rows for this model ---------------------+-> join per file (a shuffle: it
+      also spreads the files over workers) -> skip / tag / removed -> read + decode + resample
+      (decoder processes) + mel (CPU) -> RunInference, batches spanning tracks (CPU or GPU) ->
+      per-track assembly -> Parquet files in the table folders -> one finalising step commits them
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Iterator, Optional
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 
 from models.registry import ModelSpec
-from transforms.errors import TaggingError
+from transforms import store
 from transforms.decoders import DEFAULT_STALL_TIMEOUT_S
+from transforms.errors import TaggingError
 from transforms.extract import ERRORS, ExtractFeatures
+from transforms.incremental import Removed, RunFacts, Skipped, current_row_of_error, current_row_of_track, decide
 from transforms.inference import TaggerModelHandler, patch_rows, track_row
 from transforms.records import ErrorRecord, InputFile, TrackFeatures
-from transforms.sinks import WriteTable
-from transforms.sources import expand_input, file_identity, merge_names, read_manifest
+from transforms.sinks import WriteBundleFiles
+from transforms.sources import expand_input, file_identity, read_manifest, with_version
+
+SKIPPED, CURRENT = "skipped", "current"
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,23 @@ class TagSettings:
     decode_timeout_s: float = DEFAULT_STALL_TIMEOUT_S  # a decoder silent this long is killed (Timeout)
     run_tag: Optional[str] = None  # names the run's shared model (Beam's files in TMPDIR start with it)
 
+    @property
+    def key(self) -> str:
+        """The settings a result depends on (the store's `settings` column)."""
+        return f"patch_hop={self.patch_hop};precision={self.precision}"
+
+
+@dataclass(frozen=True)
+class StoreRun:
+    """The run as the store records it: where, which snapshot of `current` its decision reads, and
+    the facts of its runs row that the launcher knows."""
+
+    output: str
+    facts: RunFacts
+    state_version: int
+    state_files: tuple[str, ...]
+    row: dict = field(default_factory=dict)  # runs-row fields known at launch (started, runner, ...)
+
 
 @dataclass(frozen=True)
 class InputSpec:
@@ -44,8 +68,8 @@ class InputSpec:
 
 
 def expand_spec(spec: InputSpec) -> Iterator[tuple[str, InputFile]]:
-    """InputSpec -> (file identity, InputFile) for every file it names, keyed for grouping."""
-    files = read_manifest(spec.manifest) if spec.manifest else (InputFile(uri) for uri in expand_input(spec.pattern))
+    """InputSpec -> (file identity, InputFile) for every file it names, keyed for the join."""
+    files = read_manifest(spec.manifest) if spec.manifest else expand_input(spec.pattern)
     for file in files:
         yield file_identity(file.uri), file
 
@@ -55,36 +79,68 @@ def errors_apart(value) -> Iterator:
     yield beam.pvalue.TaggedOutput(ERRORS, value) if isinstance(value, ErrorRecord) else value
 
 
-def _failed_batch_to_errors(failure) -> list[dict]:
-    """RunInference's dead letter (batch, (exception type, repr, traceback lines)) -> a row per track.
+def decision_apart(value) -> Iterator:
+    """decide()'s outcomes, each to its output: inputs to tag (main), errors, skipped, current rows."""
+    if isinstance(value, ErrorRecord):
+        yield beam.pvalue.TaggedOutput(ERRORS, value)
+    elif isinstance(value, Skipped):
+        yield beam.pvalue.TaggedOutput(SKIPPED, value)
+    elif isinstance(value, Removed):
+        yield beam.pvalue.TaggedOutput(CURRENT, value.row)
+    else:
+        yield value
+
+
+def decide_file(keyed: tuple[str, dict], run: RunFacts) -> Iterator:
+    """The join's group for one file -> decide(). A file only a version-less manifest names gets its
+    version from the storage here, after the shuffle: the requests are spread over the workers."""
+    _, group = keyed
+    names = list(group["names"])
+    if names and all(n.version is None for n in names):
+        names[0] = with_version(names[0])
+    return decide(names, group["state"], run)
+
+
+def _failed_batch_to_errors(failure) -> list[ErrorRecord]:
+    """RunInference's dead letter (batch, (exception type, repr, traceback lines)) -> an error per track.
     The handler itself turns a model failure into one error per failing track; this catches what
     fails around it."""
     batch, (exc_type, exc_repr, traceback_lines) = failure
     # The last traceback line is "module.Type: message"; the repr loses TensorFlow's messages.
     detail = traceback_lines[-1].strip().split(": ", 1)[-1] if traceback_lines else exc_repr
     error = TaggingError("InferenceFailed", f"{exc_type.__name__}: {detail}")
-    return [ErrorRecord.of(InputFile(t.uri, t.track_id), error).row() for t in batch]
+    return [ErrorRecord.of(InputFile(t.uri, t.track_id, t.version), error) for t in batch]
+
+
+def _with(row: dict, **columns) -> dict:
+    return {**row, **columns}
 
 
 class TagCatalogue(beam.PTransform):
-    """PCollection of InputSpec -> {"tracks", "patches", "errors"}: PCollections of row dicts."""
+    """PCollection of InputSpec -> {"tracks", "patches", "errors", "current", "tally"}: row dicts, and
+    (name, count) pairs for the runs row. Only inputs the store has no result for are opened."""
 
-    def __init__(self, settings: TagSettings):
+    def __init__(self, settings: TagSettings, run: StoreRun):
         super().__init__()
         self.settings = settings
+        self.run = run
 
     def expand(self, specs):
-        s = self.settings
+        s, facts = self.settings, self.run.facts
         recipe = s.model.recipe
-        files = (specs
-                 | "Expand" >> beam.FlatMap(expand_spec)
-                 | "GroupNames" >> beam.GroupByKey()
-                 | "OneInputPerFile" >> beam.MapTuple(lambda _, names: merge_names(names))
-                 | "FileOrError" >> beam.FlatMap(errors_apart).with_outputs(ERRORS, main="files"))
+        listed = specs | "List" >> beam.FlatMap(expand_spec)
+        state = (specs.pipeline
+                 | "StateFiles" >> beam.Create(list(self.run.state_files))
+                 | "ReadState" >> beam.FlatMap(store.read_state, facts.model)
+                 | "KeyState" >> beam.Map(lambda row: (file_identity(row["uri"]), row)))
+        joined = {"names": listed, "state": state} | "JoinState" >> beam.CoGroupByKey()
+        decided = (joined
+                   | "Decide" >> beam.FlatMap(decide_file, facts)
+                   | "DecisionApart" >> beam.FlatMap(decision_apart).with_outputs(ERRORS, SKIPPED, CURRENT, main="files"))
         extract = ExtractFeatures(recipe, max_duration_s=s.max_duration_s, decode_timeout_s=s.decode_timeout_s)
         # Typed, so that Beam encodes (and sizes) tracks with TrackFeaturesCoder.
-        extracted = files.files | "Extract" >> (beam.ParDo(extract).with_output_types(TrackFeatures)
-                                                .with_outputs(ERRORS, main="features"))
+        extracted = decided.files | "Extract" >> (beam.ParDo(extract).with_output_types(TrackFeatures)
+                                                  .with_outputs(ERRORS, main="features"))
         handler = TaggerModelHandler(s.model, patch_hop=s.patch_hop, batch_size=s.batch_size, precision=s.precision,
                                      model_copies=s.model_copies)
         infer = RunInference(handler, model_identifier=s.run_tag).with_exception_handling()
@@ -92,20 +148,54 @@ class TagCatalogue(beam.PTransform):
             infer = infer.with_resource_hints(accelerator=s.inference_accelerator)
         results, failed = extracted.features | "Infer" >> infer
         predicted = results | "PredictionOrError" >> beam.FlatMap(errors_apart).with_outputs(ERRORS, main="tracks")
-        tracks = predicted.tracks | "Tracks" >> beam.Map(track_row, s.model)
-        patches = predicted.tracks | "Patches" >> beam.FlatMap(patch_rows, recipe)
-        file_errors = ((files[ERRORS], extracted[ERRORS], predicted[ERRORS])
-                       | "FileErrors" >> beam.Flatten()
-                       | "ErrorRows" >> beam.Map(ErrorRecord.row))
+        tracks = predicted.tracks | "Tracks" >> beam.Map(lambda p: _with(track_row(p, s.model), run_id=facts.run_id))
+        patches = predicted.tracks | "Patches" >> beam.FlatMap(
+            lambda p: (_with(r, model=facts.model, run_id=facts.run_id) for r in patch_rows(p, recipe)))
         batch_errors = failed.failed_inferences | "BatchErrors" >> beam.FlatMap(_failed_batch_to_errors)
-        errors = (file_errors, batch_errors) | "AllErrors" >> beam.Flatten()
-        return {"tracks": tracks, "patches": patches, "errors": errors}
+        errors = ((decided[ERRORS], extracted[ERRORS], predicted[ERRORS], batch_errors)
+                  | "AllErrors" >> beam.Flatten()
+                  | "ErrorRows" >> beam.Map(lambda e: _with(e.row(), model=facts.model, run_id=facts.run_id)))
+        current = ((tracks | "TrackCurrent" >> beam.Map(current_row_of_track, facts),
+                    errors | "ErrorCurrent" >> beam.Map(current_row_of_error, facts),
+                    decided[CURRENT])
+                   | "AllCurrent" >> beam.Flatten())
+        tally = ((joined | "CountFiles" >> beam.FlatMap(lambda kv: [("listed", 1)] if kv[1]["names"] else []),
+                  decided[SKIPPED] | "CountSkipped" >> beam.Map(lambda _: ("skipped", 1)),
+                  decided[CURRENT] | "CountRemoved" >> beam.Map(lambda _: ("removed", 1)),
+                  tracks | "CountTagged" >> beam.FlatMap(lambda t: [("tagged", 1), ("audio_s", t["duration_s"])]),
+                  errors | "CountFailed" >> beam.Map(lambda e: (f"failed:{e['error']}", 1)))
+                 | "AllCounts" >> beam.Flatten()
+                 | "Sum" >> beam.CombinePerKey(sum))
+        return {"tracks": tracks, "patches": patches, "errors": errors, "current": current, "tally": tally}
 
 
-class WriteOutputs(beam.PTransform):
-    def __init__(self, output: str):
+class CommitRun(beam.PTransform):
+    """The run's rows -> Parquet files in the store's folders -> one commit (transforms.store.commit_run).
+    Emits the runs row."""
+
+    def __init__(self, run: StoreRun):
         super().__init__()
-        self.output = output
+        self.run = run
 
-    def expand(self, tables):
-        return {name: rows | WriteTable(self.output, name) for name, rows in tables.items()}
+    def expand(self, outputs):
+        output, run_id = self.run.output, self.run.facts.run_id
+        folders = {name: store.join(output, name) for name in store.HISTORY}
+        folders["current"] = store.join(output, store.STAGING, run_id, "current")
+        written = [outputs[name] | f"Write{name.capitalize()}" >> beam.ParDo(
+                       WriteBundleFiles(name, folder, store.TABLES[name], run_id))
+                   for name, folder in folders.items()]
+        files = tuple(written) | "AllFiles" >> beam.Flatten() | "Collect" >> beam.combiners.ToList()
+        counts = outputs["tally"] | "Counts" >> beam.combiners.ToDict()
+        return files | "Commit" >> beam.Map(_commit, self.run, beam.pvalue.AsSingleton(counts))
+
+
+def _commit(files: list[dict], run: StoreRun, counts: dict) -> dict:
+    finished = time.time()
+    failed = {k.split(":", 1)[1]: int(v) for k, v in counts.items() if k.startswith("failed:")}
+    row = {**run.row, "run_id": run.facts.run_id, "status": "finished", "model": run.facts.model,
+           "fingerprint": run.facts.fingerprint, "settings": run.facts.settings,
+           "finished": finished, "wall_s": finished - run.row["started"],
+           "listed": int(counts.get("listed", 0)), "skipped": int(counts.get("skipped", 0)),
+           "tagged": int(counts.get("tagged", 0)), "failed": sum(failed.values()), "failed_by_kind": failed,
+           "removed": int(counts.get("removed", 0)), "audio_s": float(counts.get("audio_s", 0.0))}
+    return store.commit_run(run.output, run.state_version, row, files)

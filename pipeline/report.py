@@ -1,4 +1,5 @@
-"""Print an output folder as a table: top tags per track, then the errors.
+"""Print a store's current view: per model, every file's latest result (top tags, error or removed),
+and the last run.
 
     python -m pipeline.report OUTPUT      (a local folder or a URI: s3://..., gs://...)
 """
@@ -8,44 +9,14 @@ import os
 import re
 import sys
 
-import pyarrow as pa
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
-from fsspec.core import url_to_fs
-
-from transforms.sinks import table_path
+from transforms.store import join, read_table
 
 PROG = "musicnn-beam report"
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 class ReportError(Exception):
-    """An output that cannot be read: reported in one line, exit status 2."""
-
-
-def read_table(output: str, table: str) -> pa.Table:
-    """OUTPUT/TABLE (a folder of Parquet files) as one Table, local or on any fsspec filesystem."""
-    # A fresh, uncached filesystem: a caller in the same process as the run that wrote OUTPUT (a test, a
-    # notebook) would otherwise get fsspec's listing from before the write.
-    fs, path = url_to_fs(table_path(output, table), skip_instance_cache=True)
-    fs.invalidate_cache()
-    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
-    if {"file", "local"} & set(protocols):
-        return ds.dataset(path, format="parquet").to_table()
-    # fsspec fetches each file and Arrow parses it from memory. Through pyarrow.fs.PyFileSystem(
-    # FSSpecHandler(fs)) instead, Arrow's threads call back into Python, and the process aborted at exit
-    # ("terminate called without an active exception") in about one run in 15, use_threads=False or not.
-    files = sorted(f for f in fs.find(path) if not _hidden(f.removeprefix(f"{path}/")))
-    if not files:
-        raise FileNotFoundError(f"no Parquet files in {path}")
-    return pa.concat_tables([pq.read_table(pa.BufferReader(fs.cat_file(f))) for f in files],
-                            promote_options="default")
-
-
-def _hidden(relative: str) -> bool:
-    """What pyarrow.dataset skips in a folder (so both branches read the same files): names under a
-    folder or file whose name starts with "." or "_"."""
-    return any(part.startswith((".", "_")) for part in relative.split("/"))
+    """A store that cannot be read: reported in one line, exit status 2."""
 
 
 def common_prefix(uris: list[str]) -> str:
@@ -72,30 +43,47 @@ def common_prefix(uris: list[str]) -> str:
 
 def _read_rows(output: str, table: str) -> list[dict]:
     try:
-        return sorted(read_table(output, table).to_pylist(), key=lambda r: r["uri"])
-    # Any failure to read is the output's fault (missing, not Parquet, storage unreachable: each filesystem
-    # raises its own types, botocore's and gcsfs' among them), not a bug here.
+        return read_table(output, table).to_pylist()
+    # Any failure to read is the store's fault (missing, not Delta, storage unreachable: each storage
+    # raises its own types), not a bug here.
     except Exception as exc:
-        message = " ".join(str(exc).split())  # one line, whatever the filesystem put in the message
-        raise ReportError(f"cannot read {table_path(output, table)}: {type(exc).__name__}: {message}") from exc
+        message = " ".join(str(exc).split())  # one line, whatever the storage put in the message
+        raise ReportError(f"cannot read {join(output, table)}: {type(exc).__name__}: {message}") from exc
 
 
 def format_report(output: str, top: int = 3) -> str:
-    tracks, errors = _read_rows(output, "tracks"), _read_rows(output, "errors")
-    prefix = common_prefix([r["uri"] for r in tracks + errors])
-    for row in tracks + errors:
-        row["uri"] = row["uri"].removeprefix(f"{prefix}/") if prefix else row["uri"]
-    width = max([len(r["uri"]) for r in tracks + errors] + [5])
+    current = sorted(_read_rows(output, "current"), key=lambda r: (r["model"], r["status"] != "tracked", r["uri"]))
+    runs = sorted(_read_rows(output, "runs"), key=lambda r: r["finished"])
+    prefix = common_prefix([r["uri"] for r in current])
+    width = max([len(r["uri"].removeprefix(f"{prefix}/") if prefix else r["uri"]) for r in current] + [5])
     lines = [f"under {prefix}/"] if prefix else []
-    lines += [f"{'track':<{width}}  {'dur s':>6}  {'patches':>7}  top tags"]
-    for row in tracks:
-        scores = dict(zip(row["top_tags"], sorted(row["activations"], reverse=True)))
-        tags = ", ".join(f"{tag} {scores[tag]:.2f}" for tag in row["top_tags"][:top])
-        flag = " (padded)" if row["padded"] else ""
-        lines.append(f"{row['uri']:<{width}}  {row['duration_s']:6.1f}  {row['n_patches']:7d}  {tags}{flag}")
-    lines.append(f"{len(tracks)} tracks tagged, {len(errors)} errors")
-    lines += [f"{r['uri']:<{width}}  {r['stage']}: {r['error']}: {r['message']}" for r in errors]
-    return "\n".join(lines)
+    for model in sorted({r["model"] for r in current}):
+        rows = [r for r in current if r["model"] == model]
+        counts = {s: sum(r["status"] == s for r in rows) for s in ("tracked", "error", "removed")}
+        lines += ["", f"model {model}: {counts['tracked']} tracked, {counts['error']} errors, {counts['removed']} removed",
+                  f"{'track':<{width}}  {'dur s':>6}  top tags"]
+        for row in rows:
+            uri = row["uri"].removeprefix(f"{prefix}/") if prefix else row["uri"]
+            if row["status"] == "tracked":
+                scores = dict(zip(row["top_tags"], sorted(row["activations"], reverse=True)))
+                tags = ", ".join(f"{tag} {scores[tag]:.2f}" for tag in row["top_tags"][:top])
+                lines.append(f"{uri:<{width}}  {row['duration_s']:6.1f}  {tags}")
+            elif row["status"] == "error":
+                lines.append(f"{uri:<{width}}  {'-':>6}  error {row['error']}: {row['message']}")
+            else:
+                lines.append(f"{uri:<{width}}  {'-':>6}  removed (run {row['run_id']})")
+    if runs:
+        lines += ["", f"last run: {run_line(runs[-1])}"]
+    return "\n".join(lines).lstrip("\n")
+
+
+def run_line(run: dict) -> str:
+    """A runs row in one line, as the CLI prints it at the end of a run."""
+    kinds = dict(run["failed_by_kind"] or [])
+    failed = f"{run['failed']} failed" + (f" ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))})" if kinds else "")
+    return (f"run {run['run_id']} {run['status']} in {run['wall_s']:.1f} s: {run['listed']} listed, "
+            f"{run['skipped']} skipped, {run['tagged']} tagged ({run['audio_s']:.1f} audio s), {failed}, "
+            f"{run['removed']} removed; model {run['model']} ({run['fingerprint']}), {run['settings']}")
 
 
 def main(argv: list[str] | None = None) -> int:

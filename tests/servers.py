@@ -357,23 +357,15 @@ def run_cli_subprocess(argv: list[str], cwd: Path, timeout_s: float = 300) -> su
 
 
 def read_table(output: str, table: str):
-    """A pyarrow Table from OUTPUT/TABLE, local or on any fsspec filesystem, listed afresh (no cached
-    filesystem instance or listing): the report's reader, so the tests read outputs as users do."""
-    from pipeline.report import read_table as report_read_table
+    """A pyarrow Table of the store's TABLE as of its latest commit, local or on S3, as any Delta
+    reader sees it."""
+    from transforms.store import read_table as store_read_table
 
-    return report_read_table(output, table)
+    return store_read_table(output, table)
 
 
 def read_outputs(output: str) -> dict:
     return {table: read_table(output, table) for table in TABLE_NAMES}
-
-
-def read_text(url: str) -> str:
-    import fsspec
-
-    clear_fsspec_caches()
-    with fsspec.open(url, "r") as f:
-        return f.read()
 
 
 def file_name(uri: str) -> str:

@@ -41,7 +41,7 @@ def test_an_unknown_kind_is_a_programming_error():
 def test_error_rows_carry_the_kind_and_its_stage():
     row = ErrorRecord.of(InputFile("/music/a.mp3", "T1"), TaggingError("Corrupt", "bad header")).row()
     assert row == {"uri": "/music/a.mp3", "track_id": "T1", "stage": "decode", "error": "Corrupt",
-                   "message": "bad header"}
+                   "message": "bad header", "version": None}
 
 
 @pytest.mark.parametrize("exc,kind", [

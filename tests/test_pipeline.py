@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.dataset as ds
 import pytest
 
 from demo.bad import write_bad_inputs
@@ -22,7 +21,7 @@ from models.registry import resolve_model
 from pipeline.cli import local_temp_prefix, main
 from tests.conftest import make_audio
 from tests.test_config import CONFIGS
-from transforms import sinks
+from transforms import store
 from transforms.decoders import TEST_HOOKS_ENV
 from transforms.errors import KINDS
 
@@ -55,7 +54,7 @@ KINDS_UNIT_TESTED_ONLY = {"PermissionDenied", "DecoderError"}
 
 
 def read(output: Path, table: str):
-    return ds.dataset(str(output / table), format="parquet").to_table()
+    return store.read_table(str(output), table)
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +95,15 @@ def test_bad_inputs_become_error_rows(run_output):
 
 
 def test_schemas_are_the_public_contract(run_output):
-    for table, schema in sinks.TABLES.items():
+    for table, schema in store.TABLES.items():
         assert read(run_output, table).schema.remove_metadata() == schema, table
-    assert json.loads((run_output / "model.json").read_text()) == resolve_model("msd-musicnn").metadata
+    (run,) = read(run_output, "runs").to_pylist()
+    model = resolve_model("msd-musicnn")
+    assert run["classes"] == model.classes and run["fingerprint"] == model.fingerprint()
+    assert (run["model"], run["status"], run["settings"]) == ("msd-musicnn", "finished", "patch_hop=187;precision=float32")
+    run_ids = {run["run_id"]}
+    for table in ("tracks", "patches", "errors", "current"):
+        assert set(read(run_output, table).column("run_id").to_pylist()) == run_ids, table
 
 
 def test_tags_equal_the_original_model(run_output, wav16k):
@@ -155,13 +160,10 @@ def test_one_model_shared_by_worker_processes_and_no_debris(catalogue, run_outpu
     """--model-copies 1 with two worker processes: one model, hosted by one process and called by both
     through Beam's proxy (its address file, one per copy, is in TMPDIR while the run lasts); the
     tags are unchanged. The run leaves nothing in TMPDIR, and removes what a killed run on the same
-    output left there and in the output."""
+    output left there (a killed run's files in the store: tests/test_catalogue_store.py)."""
     shared = tmp_path / "tmp"
     shared.mkdir()
     output = tmp_path / "out"
-    killed = output / ".temp-tracks-0123456789ab"  # a bundle's files, never published
-    killed.mkdir(parents=True)
-    (killed / "part.parquet").write_bytes(b"half a file")
     stale = shared / f"{local_temp_prefix(str(output))}0123456789ab0.address"  # a killed run's shared model
     stale.write_text("127.0.0.1:1")
     seen: set[str] = set()
@@ -184,7 +186,7 @@ def test_one_model_shared_by_worker_processes_and_no_debris(catalogue, run_outpu
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(seen) == 1, seen
     assert list(shared.iterdir()) == []
-    assert sorted(p.name for p in output.iterdir()) == ["errors", "model.json", "patches", "tracks"]
+    assert sorted(p.name for p in output.iterdir()) == ["current", "errors", "patches", "runs", "tracks"]
     expected = {r["uri"]: r for r in read(run_output, "tracks").to_pylist()}
     rows = read(output, "tracks").to_pylist()
     assert sorted(Path(r["uri"]).name for r in rows) == ["stereo_44k.flac", "stereo_48k.mp3"]
@@ -243,9 +245,10 @@ def model_folder(folder: Path, **features) -> str:
 
 @pytest.mark.parametrize("case,message", [
     ("no_match", "no file matches"),
+    ("no_folder", "no file matches"),
     ("unknown_model", "unknown model"),
     ("unwritable", "not writable"),
-    ("existing", "already holds results"),
+    ("not_a_store", "holds 'notes.txt', which is not a table of this store"),
     ("misspelt_flag", "'--patch_hop' (did you mean --patch-hop?), '93'"),
     ("zero_hop", "argument --patch-hop: '0' must be at least 1"),
     ("no_output", "the following arguments are required: --output (see musicnn-beam --help)"),
@@ -254,10 +257,13 @@ def model_folder(folder: Path, **features) -> str:
 ])
 def test_bad_arguments_get_one_line_and_nonzero_exit(case, message, tmp_path, wav16k, run_output):
     output = str(tmp_path / "out")
-    args = {"no_match": ["--input", str(tmp_path / "nothing*.mp3"), "--output", output],
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "notes.txt").write_text("mine")
+    args = {"no_match": ["--input", str(tmp_path / "nothing.mp3"), "--output", output],
+            "no_folder": ["--input", str(tmp_path / "nowhere" / "*.mp3"), "--output", output],
             "unknown_model": ["--input", wav16k, "--output", output, "--model", "no-such-model"],
             "unwritable": ["--input", wav16k, "--output", str(Path(wav16k) / "out")],
-            "existing": ["--input", wav16k, "--output", str(run_output)],
+            "not_a_store": ["--input", wav16k, "--output", str(tmp_path / "used")],
             "misspelt_flag": ["--input", wav16k, "--output", output, "--patch_hop", "93"],
             "zero_hop": ["--input", wav16k, "--output", output, "--patch-hop", "0"],
             "no_output": ["--input", wav16k],
@@ -274,12 +280,14 @@ def test_bad_arguments_get_one_line_and_nonzero_exit(case, message, tmp_path, wa
 def test_inference_accelerator_hint_lands_on_the_inference_stage_only():
     import apache_beam as beam
 
-    from pipeline.graph import InputSpec, TagCatalogue, TagSettings
+    from pipeline.graph import InputSpec, StoreRun, TagCatalogue, TagSettings
+    from transforms.incremental import RunFacts
 
     hint = "type:nvidia-l4;count:1;install-nvidia-driver"
     p = beam.Pipeline()
+    run = StoreRun(output="store", facts=RunFacts("R1", "msd-musicnn", "f", "s"), state_version=0, state_files=())
     _ = p | beam.Create([InputSpec(pattern="x")]) | TagCatalogue(
-        TagSettings(model=resolve_model("msd-musicnn"), patch_hop=187, inference_accelerator=hint))
+        TagSettings(model=resolve_model("msd-musicnn"), patch_hop=187, inference_accelerator=hint), run)
     hinted = {}
 
     class Visitor(beam.pipeline.PipelineVisitor):

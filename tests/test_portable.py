@@ -42,14 +42,14 @@ def test_external_worker_pool_equals_local_run(job_service, worker_pool, catalog
 def test_external_workers_read_and_write_buckets(job_service, worker_pool, s3_server: Store, gcs_server: Store,
                                                  catalogue, local_run, tmp_path):
     """Workers reach the storage servers through the standard variables only (the pool's environment):
-    input from S3, output to GCS."""
-    fs = s3_server.fs()
+    input from GCS, the store on S3 (delta-rs cannot use a GCS emulator)."""
+    fs = gcs_server.fs()
     for path in sorted(p for p in catalogue.rglob("*") if p.is_file()):
-        fs.put_file(str(path), s3_server.url(f"portable/in/{path.relative_to(catalogue).as_posix()}"))
+        fs.put_file(str(path), gcs_server.url(f"portable/in/{path.relative_to(catalogue).as_posix()}"))
     fs.invalidate_cache()
-    inputs = sorted(f"s3://{p}" for p in fs.find(s3_server.url("portable/in/")))
-    output = gcs_server.url("portable/out")
-    done = run_cli_subprocess(["--input", s3_server.url("portable/in/"), "--output", output,
+    inputs = sorted(f"gs://{p}" for p in fs.find(gcs_server.url("portable/in/")))
+    output = s3_server.url("portable/out")
+    done = run_cli_subprocess(["--input", gcs_server.url("portable/in/"), "--output", output,
                                *portable_args(job_service, worker_pool)], cwd=tmp_path)
     assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
 

@@ -1,5 +1,6 @@
-"""Catalogue storage: the CLI reads from and writes to S3 (moto) and GCS (gcp-storage-emulator) servers,
-started on 127.0.0.1, and gives the same tables as a local run of the same files.
+"""Catalogue storage: the CLI reads audio from S3 (moto) and GCS (gcp-storage-emulator) servers, started
+on 127.0.0.1, keeps its store on S3 (delta-rs cannot use a GCS emulator: README, Output) or local disk,
+and gives the same tables as a local run of the same files; a second run on S3 tags only what changed.
 
 Endpoints and credentials come only from the standard environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION; STORAGE_EMULATOR_HOST), which the server fixtures set.
@@ -14,11 +15,11 @@ import pytest
 
 pytest.register_assert_rewrite("tests.servers")  # its assert helpers report values, as in a test
 
-from models.registry import models_dir, resolve_model
+from models.registry import models_dir
 from tests.faults import FAULTS, FaultyProxy
 from tests.servers import (
     BAD_FILE, S3_ACCESS_KEY, S3_SECRET_KEY, Store, assert_exactly_once, assert_same_schemas, assert_same_tags,
-    environment, file_name, read_outputs, read_text, run_cli, run_cli_subprocess,
+    environment, file_name, read_outputs, read_table, run_cli, run_cli_subprocess,
 )
 
 pytest_plugins = ["tests.servers"]
@@ -44,32 +45,81 @@ def bucket_inputs(store, catalogue) -> list[str]:
     return uris
 
 
-def output_url(store: Store, request) -> str:
-    return store.url(f"out/{re.sub(r'[^A-Za-z0-9_.-]+', '-', request.node.name)}")
+def output_url(store: Store, request, tmp_path) -> str:
+    """Where a test's store goes: in the bucket on S3; on local disk for GCS (no emulator serves the
+    XML API delta-rs speaks)."""
+    name = re.sub(r'[^A-Za-z0-9_.-]+', '-', request.node.name)
+    return store.url(f"out/{name}") if store.protocol == "s3" else str(tmp_path / name)
+
+
+def run_model(output: str) -> str:
+    (run,) = read_table(output, "runs").to_pylist()
+    return run["model"]
 
 
 @pytest.mark.parametrize("form", ["folder", "glob"])
-def test_bucket_in_bucket_out_equals_local_run(store, bucket_inputs, local_run, form, request):
+def test_bucket_in_bucket_out_equals_local_run(store, bucket_inputs, local_run, form, request, tmp_path):
     source = store.url("in/") if form == "folder" else store.url("in/**")
-    output = output_url(store, request)
+    output = output_url(store, request, tmp_path)
     assert run_cli(["--input", source, "--output", output]) == 0
 
     outputs = read_outputs(output)
     assert_exactly_once(outputs, bucket_inputs)
     assert_same_schemas(outputs, local_run)
     assert_same_tags(outputs, local_run)
-    assert json.loads(read_text(f"{output}/model.json")) == resolve_model(MODEL).metadata
+    assert run_model(output) == MODEL
 
 
-def test_output_in_bucket_is_refused_when_used(store, bucket_inputs, request, capsys):
-    """The output contract holds on buckets too: a used output is refused (status 2) without --overwrite."""
-    output = output_url(store, request)
-    store.fs().pipe_file(f"{output}/model.json", b"{}")
+def test_a_bucket_holding_something_else_is_refused(s3_server, bucket_inputs, request, tmp_path, capsys):
+    output = output_url(s3_server, request, tmp_path)
+    s3_server.fs().pipe_file(f"{output}/tracks/part-0.parquet", b"someone else's")
     assert run_cli(["--input", bucket_inputs[0], "--output", output]) == 2
-    assert "already holds results" in capsys.readouterr().err
+    assert "is not a Delta table" in capsys.readouterr().err
 
 
-def test_manifest_in_bucket_carries_track_ids(store, bucket_inputs, catalogue, local_run, request):
+def test_a_second_run_on_s3_tags_only_what_changed(s3_server, catalogue, request, tmp_path, capsys):
+    """The store on S3, the audio on S3: a first run tags the catalogue; then two files are added, one
+    is changed and one deleted; the second run tags exactly those three, marks one removed, and
+    `current` and the history say so."""
+    fs = s3_server.fs()
+    music = s3_server.url("incremental/in")
+    for path in sorted(p for p in catalogue.rglob("*") if p.is_file()):
+        fs.put_file(str(path), f"{music}/{path.relative_to(catalogue).as_posix()}")
+    output = output_url(s3_server, request, tmp_path)
+    assert run_cli(["--input", f"{music}/", "--output", output]) == 0
+    first = capsys.readouterr().out.strip().splitlines()[-1]
+    print(first)
+    assert "4 listed, 0 skipped, 3 tagged" in first and "1 failed (NotAudio 1)" in first
+
+    fs.put_file(str(catalogue / "a.mp3"), f"{music}/new/a-copy.mp3")  # two new files
+    fs.put_file(str(catalogue / "b.flac"), f"{music}/new/b-copy.flac")
+    fs.put_file(str(catalogue / "sub" / "c.wav"), f"{music}/b.flac")  # one changed: other content, same name
+    fs.rm(f"{music}/a.mp3")  # one deleted
+    fs.invalidate_cache()
+    assert run_cli(["--input", f"{music}/", "--output", output]) == 0
+    second = capsys.readouterr().out.strip().splitlines()[-1]
+    print(second)
+    assert "5 listed, 2 skipped, 3 tagged" in second and ", 0 failed, 1 removed" in second
+
+    runs = sorted(read_table(output, "runs").to_pylist(), key=lambda r: r["run_id"])
+    one, two = runs[0]["run_id"], runs[1]["run_id"]
+    current = {r["uri"].removeprefix(f"{music}/"): (r["status"], r["run_id"]) for r in
+               read_table(output, "current").to_pylist()}
+    for uri, row in sorted(current.items()):
+        print("current:", uri, *row)
+    assert current == {"a.mp3": ("removed", two), "b.flac": ("tracked", two), "sub/c.wav": ("tracked", one),
+                       BAD_FILE: ("error", one), "new/a-copy.mp3": ("tracked", two),
+                       "new/b-copy.flac": ("tracked", two)}
+    history = sorted((r["uri"].removeprefix(f"{music}/"), r["run_id"] == two) for r in
+                     read_table(output, "tracks").to_pylist())
+    assert history == [("a.mp3", False), ("b.flac", False), ("b.flac", True), ("new/a-copy.mp3", True),
+                       ("new/b-copy.flac", True), ("sub/c.wav", False)]
+    tracks = {(r["uri"], r["run_id"]): r for r in read_table(output, "tracks").to_pylist()}
+    changed = tracks[(f"{music}/b.flac", two)]
+    assert changed["sample_rate"] == 16000 and tracks[(f"{music}/b.flac", one)]["sample_rate"] == 22050
+
+
+def test_manifest_in_bucket_carries_track_ids(store, bucket_inputs, catalogue, local_run, request, tmp_path):
     """A CSV manifest (uri,track_id) in the bucket naming two bucket files (one broken) and one local file:
     only those are tagged, and track_id is carried into tracks, patches and errors."""
     by_name = {file_name(u): u for u in bucket_inputs}
@@ -77,7 +127,7 @@ def test_manifest_in_bucket_carries_track_ids(store, bucket_inputs, catalogue, l
     ids = {by_name["a.mp3"]: "track-A", by_name[BAD_FILE]: "track-X", local_file: "track-C"}
     manifest = store.url(f"manifests/{request.node.name}.csv")
     store.fs().pipe_file(manifest, ("uri,track_id\n" + "".join(f"{u},{t}\n" for u, t in ids.items())).encode())
-    output = output_url(store, request)
+    output = output_url(store, request, tmp_path)
     assert run_cli(["--manifest", manifest, "--output", output]) == 0
 
     outputs = read_outputs(output)
@@ -119,7 +169,7 @@ def test_model_from_bucket_gives_the_same_tags(s3_server, catalogue, catalogue_u
     assert_exactly_once(outputs, catalogue_uris)
     assert_same_schemas(outputs, local_run)
     assert_same_tags(outputs, local_run)
-    assert json.loads((output / "model.json").read_text())["name"] == MODEL
+    assert run_model(str(output)) == MODEL
 
 
 def test_endpoints_and_credentials_never_printed(s3_server, gcs_server, tmp_path):

@@ -29,6 +29,11 @@ KINDS: dict[str, tuple[str, str]] = {
 }
 
 
+# Kinds that say nothing lasting about the file (the storage, the credentials, the machine, the
+# manifests): the next run tries such a file again. Any other kind holds until the file changes.
+RETRIED = frozenset({"ConflictingTrackId", "NotFound", "PermissionDenied", "ReadFailed", "Timeout", "InferenceFailed"})
+
+
 class TaggingError(Exception):
     """An input that cannot be tagged, for a reason named by `kind` (one of KINDS)."""
 

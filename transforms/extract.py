@@ -51,7 +51,8 @@ def extract(source: InputFile, recipe: FeatureRecipe, decoders: DecoderPool,
     except TaggingError as error:
         return ErrorRecord.of(source, error)
     return TrackFeatures(uri=source.uri, mel=mel.finish(), source_sample_rate=info.source_sample_rate,
-                         channels=info.channels, duration_s=info.duration_s, track_id=source.track_id)
+                         channels=info.channels, duration_s=info.duration_s, track_id=source.track_id,
+                         version=source.version)
 
 
 class TrackFeaturesCoder(beam.coders.Coder):

@@ -163,7 +163,7 @@ class TaggerModelHandler(ModelHandler[TrackFeatures, "TrackPrediction | ErrorRec
 
 def _inference_failure(track: TrackFeatures, exc: BaseException) -> ErrorRecord:
     error = TaggingError("InferenceFailed", f"{type(exc).__name__}: {exc}")
-    return ErrorRecord.of(InputFile(track.uri, track.track_id), error)
+    return ErrorRecord.of(InputFile(track.uri, track.track_id, track.version), error)
 
 
 def track_row(prediction: TrackPrediction, model: ModelSpec, top_k: int = TOP_K) -> dict:
@@ -183,6 +183,7 @@ def track_row(prediction: TrackPrediction, model: ModelSpec, top_k: int = TOP_K)
         "embedding": prediction.embeddings.mean(axis=0).astype(np.float32).tolist(),
         "top_tags": [model.classes[i] for i in top],
         "model": model.name,
+        "version": track.version,
     }
 
 

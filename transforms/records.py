@@ -17,10 +17,12 @@ INPUT, READ, DECODE, FEATURES, INFERENCE = "input", "read", "decode", "features"
 
 
 class InputFile(NamedTuple):
-    """One input: a URI, and the caller's id for it when a manifest gave one."""
+    """One input: a URI, the caller's id for it when a manifest gave one, and its version (what the
+    listing or the manifest says identifies this content: transforms.incremental.version_of)."""
 
     uri: str
     track_id: Optional[str] = None
+    version: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class TrackFeatures:
     channels: int
     duration_s: float
     track_id: Optional[str] = None
+    version: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -59,13 +62,14 @@ class ErrorRecord:
     error: str
     message: str
     track_id: Optional[str] = None
+    version: Optional[str] = None
 
     @classmethod
     def of(cls, source: InputFile, error: TaggingError) -> "ErrorRecord":
         """The row for an input that failed with `error`; its kind names the stage."""
         return cls(uri=source.uri, stage=error.stage, error=error.kind, message=error.message[:2000] or error.kind,
-                   track_id=source.track_id)
+                   track_id=source.track_id, version=source.version)
 
     def row(self) -> dict:
         return {"uri": self.uri, "track_id": self.track_id, "stage": self.stage, "error": self.error,
-                "message": self.message}
+                "message": self.message, "version": self.version}

@@ -30,6 +30,10 @@ class ManifestError(ValueError):
     pass
 
 
+class NoMatch(ValueError):
+    """A pattern that names no file."""
+
+
 def normalise_uri(uri: str) -> str:
     """The one spelling of an input's URI.
 
@@ -54,27 +58,33 @@ def file_identity(uri: str) -> str:
 
 def merge_names(names: Iterable[InputFile]) -> InputFile | ErrorRecord:
     """All the names one file was given -> one input: the first URI in sort order, with the track_id
-    the names agree on (a name without one, e.g. from --input, agrees with any). Different
-    track_ids for one file give one ConflictingTrackId error instead: no id is chosen silently."""
-    names = list(names)
-    uri = min(n.uri for n in names)
+    the names agree on (a name without one, e.g. from --input, agrees with any) and the first
+    version one gives. Different track_ids for one file give one ConflictingTrackId error instead:
+    no id is chosen silently."""
+    names = sorted(names, key=lambda n: n.uri)
+    uri = names[0].uri
+    version = next((n.version for n in names if n.version is not None), None)
     ids = sorted({n.track_id for n in names if n.track_id is not None})
     if len(ids) > 1:
         conflict = TaggingError("ConflictingTrackId", f"named with {len(ids)} track_ids: {', '.join(map(repr, ids))}")
-        return ErrorRecord.of(InputFile(uri), conflict)
-    return InputFile(uri, ids[0] if ids else None)
+        return ErrorRecord.of(InputFile(uri, version=version), conflict)
+    return InputFile(uri, ids[0] if ids else None, version)
 
 
 def _is_audio_name(path: str) -> bool:
     return posixpath.splitext(path)[1].lower() in AUDIO_EXTENSIONS
 
 
-def expand_input(pattern: str) -> Iterator[str]:
-    """A file, folder or glob (`**` included) -> the URIs it names, sorted.
+def expand_input(pattern: str) -> Iterator[InputFile]:
+    """A file, folder or glob (`**` included) -> the files it names, sorted, each with its version
+    from the listing (transforms.incremental.version_of: no request per file).
 
     Files and globs are taken as given (a non-audio file named explicitly gets an error row); a
-    folder is walked recursively and only files with an audio extension are taken.
+    folder is walked recursively and only files with an audio extension are taken. Raises
+    NoMatch when nothing matches: a run that saw no file must not take the catalogue for empty.
     """
+    from transforms.incremental import version_of
+
     fs, root = url_to_fs(pattern)
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
 
@@ -82,14 +92,52 @@ def expand_input(pattern: str) -> Iterator[str]:
         return normalise_uri(path if protocol in _LOCAL_PROTOCOLS else f"{protocol}://{path}")
 
     if any(c in pattern for c in _GLOB_CHARS):
-        paths = [p for p, info in fs.glob(root, detail=True).items() if info["type"] == "file"]
+        found = {p: info for p, info in fs.glob(root, detail=True).items() if info["type"] == "file"}
     elif fs.isdir(root):
-        paths = [p for p in fs.find(root) if _is_audio_name(p)]
+        found = {p: info for p, info in fs.find(root, detail=True).items() if _is_audio_name(p)}
     elif fs.exists(root):
-        paths = [root]
+        found = {root: fs.info(root)}
     else:
-        paths = []
-    yield from (uri(p) for p in sorted(paths))
+        found = {}
+    if not found:
+        raise NoMatch(f"no file matches {pattern!r}")
+    yield from (InputFile(uri(p), None, version_of(found[p])) for p in sorted(found))
+
+
+def check_input(pattern: str) -> None:
+    """What the launcher checks of a local pattern before the run, without listing it (the run lists
+    it once): the file or folder exists, or for a glob, the folder above its first wildcard. A bucket
+    pattern is checked by the run's listing: any request here would be one more per pattern against
+    a store that may be slow or failing, and a folder check there is a listing. Raises NoMatch."""
+    if split_protocol(pattern)[0] not in _LOCAL_PROTOCOLS:
+        return
+    fs, root = url_to_fs(pattern)
+    if any(c in pattern for c in _GLOB_CHARS):
+        first = min(root.find(c) for c in _GLOB_CHARS if c in root)
+        root = root[:first].rsplit("/", 1)[0] if "/" in root[:first] else ""
+        if root and not fs.isdir(root):
+            raise NoMatch(f"no file matches {pattern!r}: {root} is not a folder")
+    elif not fs.exists(root):
+        raise NoMatch(f"no file matches {pattern!r}")
+
+
+def read_manifest_columns(manifest: str) -> list[str]:
+    """A manifest's columns, from its header alone (the launcher's check; the run reads it whole).
+    Raises ManifestError without a `uri` column, OSError when it cannot be read."""
+    suffix = posixpath.splitext(manifest)[1].lower()
+    if suffix == ".parquet":
+        with fsspec.open(manifest, "rb") as f:
+            columns = pq.read_schema(f).names
+    elif suffix == ".csv":
+        with fsspec.open(manifest, "r", newline="") as f:
+            columns = next(csv.reader([f.readline()]), [])
+    else:
+        with fsspec.open(manifest, "r") as f:
+            f.read(1)
+        columns = ["uri"]
+    if "uri" not in columns:
+        raise ManifestError(f"manifest {manifest} has no `uri` column (columns: {', '.join(map(str, columns))})")
+    return columns
 
 
 def read_manifest(manifest: str) -> Iterator[InputFile]:
@@ -97,7 +145,10 @@ def read_manifest(manifest: str) -> Iterator[InputFile]:
     working directory).
 
     .txt: one URI a line (blank lines and lines starting with # are skipped); .csv (with a header
-    row) and .parquet: a `uri` column and an optional `track_id` column, carried into every output.
+    row) and .parquet: a `uri` column, an optional `track_id` column, carried into every output, and
+    an optional `version` column: what identifies the file's content (any string that changes when
+    it does). A file whose version the manifest does not give gets one from the storage
+    (with_version: a request per file).
     """
     suffix = posixpath.splitext(manifest)[1].lower()
     if suffix == ".parquet":
@@ -115,7 +166,24 @@ def read_manifest(manifest: str) -> Iterator[InputFile]:
         rows, columns = [{"uri": line} for line in lines if line and not line.startswith("#")], ["uri"]
     if "uri" not in columns:
         raise ManifestError(f"manifest {manifest} has no `uri` column (columns: {', '.join(map(str, columns))})")
+    if not any(row["uri"] is not None and str(row["uri"]).strip() for row in rows):
+        raise NoMatch(f"manifest {manifest} lists no input")
     for row in rows:
         if row["uri"] is not None and str(row["uri"]).strip():
-            track_id = row.get("track_id")
-            yield InputFile(normalise_uri(str(row["uri"])), None if track_id in (None, "") else str(track_id))
+            track_id, version = row.get("track_id"), row.get("version")
+            yield InputFile(normalise_uri(str(row["uri"])), None if track_id in (None, "") else str(track_id),
+                            None if version in (None, "") else str(version))
+
+
+def with_version(file: InputFile) -> InputFile:
+    """A manifest's file without a version -> with the storage's (one metadata request; a file that
+    cannot be looked up keeps none, and its read fails with the reason)."""
+    if file.version is not None:
+        return file
+    from transforms.incremental import version_of
+
+    try:
+        fs, path = url_to_fs(file.uri)
+        return file._replace(version=version_of(fs.info(path)))
+    except Exception:  # noqa: BLE001 - reading it will say what is wrong
+        return file

@@ -1,0 +1,151 @@
+"""The skip path at catalogue scale: a store holding N tagged tracks and a manifest of those plus 100
+new audio files. The first run must tag only the 100; a second, where nothing changed, tags nothing.
+
+    python -m bench.skip [--tracks 10000,100000] [--new 100] [--append] [--out BENCHMARKS.md]
+
+The N tracks are rows this bench synthesises and commits through the store's own commit path (their
+files do not exist: a run that opened one would fail it, and the counts would show it); the 100
+are short generated wavs. Each run is the CLI in a fresh process: wall time and peak RSS.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bench import envinfo
+from bench.proc import ROOT, python_module, run_measured
+
+MODEL = "msd-musicnn"
+SETTINGS = "patch_hop=187;precision=float32"  # the CLI's defaults for MODEL
+OUT = ROOT / "build" / "bench-skip"
+ROWS_PER_FILE = 50_000
+
+
+def synthesise_store(output: Path, n: int, fingerprint: str, classes: list[str]) -> None:
+    """A store whose `tracks` and `current` hold n tagged tracks of MODEL, committed as one run."""
+    from transforms import store
+
+    run_id = "00000000T000000Z-synthetic"
+    store.open_store(str(output))
+    rng = np.random.default_rng(0)
+    written = []
+    for first in range(0, n, ROWS_PER_FILE):
+        ids = range(first, min(n, first + ROWS_PER_FILE))
+        uris = [f"s3://catalogue/audio/{i:07d}.mp3" for i in ids]
+        versions = [f"etag=synthetic{i};size={1000 + i}" for i in ids]
+        activations = rng.random((len(uris), len(classes)), dtype=np.float32)
+        top = [[classes[j] for j in np.argsort(-a)[:5]] for a in activations]
+        tracks = {"uri": uris, "track_id": [None] * len(uris), "n_patches": [10] * len(uris),
+                  "padded": [False] * len(uris), "duration_s": [30.0] * len(uris), "sample_rate": [44100] * len(uris),
+                  "channels": [2] * len(uris), "activations": activations.tolist(),
+                  "embedding": rng.random((len(uris), 200), dtype=np.float32).tolist(), "top_tags": top,
+                  "model": [MODEL] * len(uris), "version": versions, "run_id": [run_id] * len(uris)}
+        current = {"uri": uris, "model": [MODEL] * len(uris), "status": ["tracked"] * len(uris),
+                   "track_id": [None] * len(uris), "version": versions, "fingerprint": [fingerprint] * len(uris),
+                   "settings": [SETTINGS] * len(uris), "run_id": [run_id] * len(uris), "top_tags": top,
+                   "activations": activations.tolist(), "duration_s": [30.0] * len(uris),
+                   "error": [None] * len(uris), "message": [None] * len(uris)}
+        for table, columns in (("tracks", tracks), ("current", current)):
+            folder = output / table if table == "tracks" else output / store.STAGING / run_id / "current"
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"part-{run_id}-{first}.parquet"
+            pq.write_table(pa.table(columns, schema=store.TABLES[table]), path)
+            written.append({"table": table, "path": str(path), "size": path.stat().st_size, "rows": len(uris)})
+    now = time.time()
+    row = {"run_id": run_id, "started": now, "finished": now, "status": "finished", "model": MODEL,
+           "fingerprint": fingerprint, "settings": SETTINGS, "package_version": "bench", "runner": "bench.skip",
+           "listed": n, "skipped": 0, "tagged": n, "failed": 0, "failed_by_kind": {}, "removed": 0,
+           "audio_s": 30.0 * n, "wall_s": 0.0, "classes": classes}
+    store.commit_run(str(output), store.open_store(str(output)), row, written)
+
+
+def new_audio(folder: Path, count: int) -> list[Path]:
+    """count short distinct wavs (3 s, 16 kHz): what arrived since the last run."""
+    from demo.encode import write_audio
+    from demo.synth import synth_music
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"new{i:03d}.wav"
+        write_audio(path, synth_music(9000 + i, 3.0, 16000, 1), 16000, "wav16")
+        paths.append(path)
+    return paths
+
+
+def manifest(path: Path, n: int, new: list[Path]) -> None:
+    uris = [f"s3://catalogue/audio/{i:07d}.mp3" for i in range(n)] + [str(p) for p in new]
+    versions = [f"etag=synthetic{i};size={1000 + i}" for i in range(n)] + [None] * len(new)
+    pq.write_table(pa.table({"uri": uris, "version": versions}), path)
+
+
+def run_cli(output: Path, manifest_path: Path, log: Path) -> dict:
+    measured = run_measured(python_module("pipeline", "--manifest", str(manifest_path), "--output", str(output)), log)
+    line = next((l for l in log.read_text().splitlines() if l.startswith("musicnn-beam: run ")), None)
+    return {"wall_s": measured.wall_s, "rss_mib": measured.peak_rss_mib, "line": line,
+            "ok": measured.returncode == 0, "log": log}
+
+
+def measure(n: int, new_count: int) -> list[dict]:
+    from models.registry import resolve_model
+
+    model = resolve_model(MODEL)
+    root = OUT / f"{n}"
+    shutil.rmtree(root, ignore_errors=True)
+    start = time.perf_counter()
+    synthesise_store(root / "store", n, model.fingerprint(), model.classes)
+    print(f"  store of {n:,} tracks synthesised in {time.perf_counter() - start:.1f} s", flush=True)
+    new = new_audio(root / "new", new_count)
+    manifest(root / "manifest.parquet", n, new)
+    rows = []
+    for what in (f"{new_count} new files", "nothing changed"):
+        result = run_cli(root / "store", root / "manifest.parquet", root / f"{what.replace(' ', '-')}.log")
+        rows.append({"n": n, "what": what, **result})
+        print(f"  {n:,} + {what}: {result['wall_s']:.1f} s, {result['rss_mib']:,.0f} MiB: {result['line']}", flush=True)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| tracks in the store | run | wall s | peak RSS MiB | what the run printed |",
+             "| ---: | --- | ---: | ---: | --- |"]
+    for r in rows:
+        printed = r["line"].split(": ", 1)[1].split("; model")[0] if r["line"] else f"FAILED, see {r['log']}"
+        lines.append(f"| {r['n']:,} | {r['what']} | {r['wall_s']:.1f} | {r['rss_mib']:,.0f} | {printed} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.skip", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tracks", default="10000,100000", help="store sizes, comma-separated")
+    parser.add_argument("--new", type=int, default=100, help="new audio files in the manifest")
+    parser.add_argument("--append", action="store_true", help="append the table to --out")
+    parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    args = parser.parse_args(argv)
+    rows = []
+    for n in (int(t) for t in args.tracks.split(",")):
+        print(f"store of {n:,} tracks:", flush=True)
+        rows += measure(n, args.new)
+    entry = (envinfo.heading(f"the skip path (`python -m bench.skip`): a store of N tracks, a manifest of "
+                             f"those plus {args.new} new files, model {MODEL}") + "\n" + table(rows) + "\n")
+    ratio = [r for r in rows if r["what"] == "nothing changed"]
+    if len(ratio) >= 2 and ratio[0]["wall_s"]:
+        small, large = ratio[0], ratio[-1]
+        entry += (f"\n- Nothing changed, {large['n']:,} against {small['n']:,} tracks: {large['wall_s']:.1f} / "
+                  f"{small['wall_s']:.1f} s = {large['wall_s'] / small['wall_s']:.2f}x the time for "
+                  f"{large['n'] / small['n']:.0f}x the tracks.\n")
+    print(entry)
+    if args.append:
+        envinfo.append(Path(args.out), entry)
+        print(f"appended to {args.out}")
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

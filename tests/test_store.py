@@ -1,0 +1,127 @@
+"""The Delta store's commit protocol on local disk (S3: tests/test_storage.py): a run's files are
+invisible until committed, a repeated commit is a no-op, of two runs that decided on one state only
+the first commits, a killed run's plan is completed or its files removed, and a folder holding
+anything else is refused."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from transforms import store
+
+
+def write_files(output: str, table: str, rows: list[dict], run_id: str) -> dict:
+    """A worker's file (as sinks.WriteBundleFiles writes it) -> what it reports."""
+    folder = store.join(output, store.STAGING, run_id, "current") if table == "current" else store.join(output, table)
+    os.makedirs(folder, exist_ok=True)
+    path = f"{folder}/part-{run_id}-{len(os.listdir(folder))}.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=store.TABLES[table]), path)
+    return {"table": table, "path": path, "size": os.path.getsize(path), "rows": len(rows)}
+
+
+def run_row(run_id: str) -> dict:
+    return {"run_id": run_id, "started": time.time() - 5, "finished": time.time(), "status": "finished",
+            "model": "m", "fingerprint": "f", "settings": "s", "package_version": "0", "runner": "test",
+            "listed": 1, "skipped": 0, "tagged": 1, "failed": 0, "failed_by_kind": {}, "removed": 0,
+            "audio_s": 3.0, "wall_s": 5.0, "classes": ["rock"]}
+
+
+def a_run(output: str, run_id: str, uri: str = "/a.mp3") -> list[dict]:
+    track = {"uri": uri, "track_id": None, "n_patches": 1, "padded": False, "duration_s": 3.0, "sample_rate": 16000,
+             "channels": 1, "activations": [0.5], "embedding": [0.1], "top_tags": ["rock"], "model": "m",
+             "version": "v1", "run_id": run_id}
+    current = {"uri": uri, "model": "m", "status": "tracked", "track_id": None, "version": "v1", "fingerprint": "f",
+               "settings": "s", "run_id": run_id, "top_tags": ["rock"], "activations": [0.5], "duration_s": 3.0,
+               "error": None, "message": None}
+    return [write_files(output, "tracks", [track], run_id), write_files(output, "current", [current], run_id)]
+
+
+def rows(output: str, table: str) -> list[dict]:
+    return store.read_table(output, table).to_pylist()
+
+
+def test_files_are_invisible_until_committed_and_a_repeated_commit_is_a_no_op(tmp_path):
+    output = str(tmp_path / "store")
+    version = store.open_store(output)
+    written = a_run(output, "R1")
+    assert rows(output, "tracks") == [] and rows(output, "current") == []
+    store.commit_run(output, version, run_row("R1"), written)
+    assert [r["run_id"] for r in rows(output, "tracks")] == ["R1"]
+    plan = {"run": run_row("R1"), "state_version": version, "files": written}
+    store.apply_plan(output, plan)  # a retried finalisation
+    assert len(rows(output, "tracks")) == len(rows(output, "current")) == len(rows(output, "runs")) == 1
+    assert not os.path.exists(store.join(output, store.STAGING, "R1"))
+    assert store.read_table(output, "tracks").schema == store.TRACKS_SCHEMA
+
+
+def test_of_two_runs_deciding_on_one_state_only_the_first_commits(tmp_path):
+    output = str(tmp_path / "store")
+    version = store.open_store(output)
+    first, second = a_run(output, "R1"), a_run(output, "R2")
+    store.commit_run(output, version, run_row("R1"), first)
+    with pytest.raises(store.StoreConflict, match="another run committed to .* nothing of this run was committed"):
+        store.commit_run(output, version, run_row("R2"), second)
+    assert [r["run_id"] for r in rows(output, "current")] == ["R1"]
+    assert [r["run_id"] for r in rows(output, "tracks")] == ["R1"]
+    assert [r["run_id"] for r in rows(output, "runs")] == ["R1"]
+
+
+def test_a_run_killed_after_its_decisive_commit_is_completed_by_the_next(tmp_path):
+    output = str(tmp_path / "store")
+    version = store.open_store(output)
+    written = a_run(output, "R1")
+    plan = {"run": run_row("R1"), "state_version": version, "files": written, "planned": time.time()}
+    plan_path = store.join(output, store.STAGING, "R1", "plan.json")
+    with open(plan_path, "w") as f:
+        json.dump(plan, f)
+    current_only = {**plan, "files": [w for w in written if w["table"] == "current"]}
+    store.apply_plan(output, current_only)  # the `current` merge went through, then the run was killed
+    os.makedirs(os.path.dirname(plan_path), exist_ok=True)
+    with open(plan_path, "w") as f:
+        json.dump(plan, f)
+    assert rows(output, "tracks") == []
+    assert store.recover(output) == []  # too recent: its own run may still be finishing it
+    later = time.time() + store.RECOVER_AFTER_S + 1
+    assert store.recover(output, now=later) == ["R1"]
+    assert [r["run_id"] for r in rows(output, "tracks")] == ["R1"]
+    assert len(rows(output, "current")) == len(rows(output, "runs")) == 1
+
+
+def test_what_a_run_that_never_committed_left_is_removed_a_day_later(tmp_path):
+    output = str(tmp_path / "store")
+    store.open_store(output)
+    written = a_run(output, "R1")  # killed before its commit
+    store.recover(output)
+    assert all(os.path.exists(w["path"]) for w in written)  # it might still be running
+    day_old = time.time() - (store.ORPHAN_HOURS + 1) * 3600
+    for w in written:
+        os.utime(w["path"], (day_old, day_old))
+    store.recover(output)
+    assert not any(os.path.exists(w["path"]) for w in written)
+    assert not os.path.exists(store.join(output, store.STAGING, "R1"))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda root: (root / "notes.txt").write_text("mine"), "holds 'notes.txt', which is not a table of this store"),
+    (lambda root: (root / "tracks").mkdir(), "is not a Delta table"),
+    (lambda root: root.rmdir() or root.write_text("a file"), "is a file"),
+])
+def test_a_folder_holding_something_else_is_refused(tmp_path, make, message):
+    root = tmp_path / "store"
+    root.mkdir()
+    make(root)
+    with pytest.raises(store.StoreError, match=message):
+        store.open_store(str(root))
+
+
+def test_a_table_with_other_columns_is_refused(tmp_path):
+    from deltalake import write_deltalake
+
+    write_deltalake(str(tmp_path / "store" / "runs"), pa.table({"x": [1]}))
+    with pytest.raises(store.StoreError, match="has columns x, not this store's runs table's"):
+        store.open_store(str(tmp_path / "store"))
