@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
@@ -159,11 +159,15 @@ class TagCatalogue(beam.PTransform):
                     errors | "ErrorCurrent" >> beam.Map(current_row_of_error, facts),
                     decided[CURRENT])
                    | "AllCurrent" >> beam.Flatten())
-        tally = ((joined | "CountFiles" >> beam.FlatMap(lambda kv: [("listed", 1)] if kv[1]["names"] else []),
-                  decided[SKIPPED] | "CountSkipped" >> beam.Map(lambda _: ("skipped", 1)),
-                  decided[CURRENT] | "CountRemoved" >> beam.Map(lambda _: ("removed", 1)),
-                  tracks | "CountTagged" >> beam.FlatMap(lambda t: [("tagged", 1), ("audio_s", t["duration_s"])]),
-                  errors | "CountFailed" >> beam.Map(lambda e: (f"failed:{e['error']}", 1)))
+        counts = {"CountFiles": (joined, lambda kv: [("listed", 1.0)] if kv[1]["names"] else []),
+                  "CountSkipped": (decided[SKIPPED], lambda _: [("skipped", 1.0)]),
+                  "CountRemoved": (decided[CURRENT], lambda _: [("removed", 1.0)]),
+                  "CountTagged": (tracks, lambda t: [("tagged", 1.0), ("audio_s", t["duration_s"])]),
+                  "CountFailed": (errors, lambda e: [(f"failed:{e['error']}", 1.0)])}
+        # One declared type for every branch: Beam would infer a different coder for each (str, int)
+        # or (str, float) branch, and the Flatten would read one branch's bytes with another's coder.
+        tally = (tuple(pcoll | label >> beam.FlatMap(count).with_output_types(Tuple[str, float])
+                       for label, (pcoll, count) in counts.items())
                  | "AllCounts" >> beam.Flatten()
                  | "Sum" >> beam.CombinePerKey(sum))
         return {"tracks": tracks, "patches": patches, "errors": errors, "current": current, "tally": tally}

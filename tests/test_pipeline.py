@@ -277,6 +277,33 @@ def test_bad_arguments_get_one_line_and_nonzero_exit(case, message, tmp_path, wa
     assert not Path(output).exists()  # refused before anything is written
 
 
+def test_every_flatten_reads_its_inputs_with_one_coder():
+    """Beam infers a coder per branch ((str, int) here, (str, float) there); a Flatten whose inputs
+    differ decoded one branch's bytes with another's coder: at 30,000 inputs the run counts went
+    wrong and at 100,000 it ran out of memory."""
+    import apache_beam as beam
+
+    from pipeline.graph import CommitRun, InputSpec, StoreRun, TagCatalogue, TagSettings
+    from transforms.incremental import RunFacts
+
+    p = beam.Pipeline()
+    run = StoreRun(output="store", facts=RunFacts("R1", "msd-musicnn", "f", "s"), state_version=0, state_files=())
+    _ = (p | beam.Create([InputSpec(pattern="x")])
+         | TagCatalogue(TagSettings(model=resolve_model("msd-musicnn"), patch_hop=187), run) | CommitRun(run))
+    flattens = {}
+
+    class Visitor(beam.pipeline.PipelineVisitor):
+        def visit_transform(self, node):
+            if isinstance(node.transform, beam.Flatten) and node.full_label.rsplit("/", 1)[-1].startswith("All"):
+                flattens[node.full_label] = {type(beam.coders.registry.get_coder(i.element_type)).__name__ + str(
+                    beam.coders.registry.get_coder(i.element_type)) for i in node.inputs}
+
+    p.visit(Visitor())
+    assert {"TagCatalogue/AllCounts", "TagCatalogue/AllErrors", "TagCatalogue/AllCurrent",
+            "CommitRun/AllFiles"} == set(flattens), flattens
+    assert all(len(coders) == 1 for coders in flattens.values()), flattens
+
+
 def test_inference_accelerator_hint_lands_on_the_inference_stage_only():
     import apache_beam as beam
 
