@@ -55,6 +55,7 @@ test: models
 
 bench: models
 	$(PY) -m bench.run
+	$(PY) -m bench.skip --append
 
 # Coverage-guided fuzzing of decoding; what it finds lands in tests/fuzz_findings/ (see tests/fuzz_decode.py).
 fuzz: $(VENV)/.fuzz-installed

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Optional, Tuple
+from typing import Any, Iterator, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
@@ -117,8 +117,9 @@ def _with(row: dict, **columns) -> dict:
 
 
 class TagCatalogue(beam.PTransform):
-    """PCollection of InputSpec -> {"tracks", "patches", "errors", "current", "tally"}: row dicts, and
-    (name, count) pairs for the runs row. Only inputs the store has no result for are opened."""
+    """PCollection of InputSpec -> {"tracks", "patches", "errors", "current"}: row dicts, and
+    {"listed", "skipped", "removed"}: what the runs row counts. Only inputs the store has no result
+    for are opened."""
 
     def __init__(self, settings: TagSettings, run: StoreRun):
         super().__init__()
@@ -128,11 +129,13 @@ class TagCatalogue(beam.PTransform):
     def expand(self, specs):
         s, facts = self.settings, self.run.facts
         recipe = s.model.recipe
-        listed = specs | "List" >> beam.FlatMap(expand_spec)
+        # Both sides of the join typed alike: keys encoded by different coders never meet (Beam infers
+        # (str, Any) for one side and Any for the other, and the join then lost files at 100,000 inputs).
+        listed = specs | "List" >> beam.FlatMap(expand_spec).with_output_types(Tuple[str, Any])
         state = (specs.pipeline
                  | "StateFiles" >> beam.Create(list(self.run.state_files))
                  | "ReadState" >> beam.FlatMap(store.read_state, facts.model)
-                 | "KeyState" >> beam.Map(lambda row: (file_identity(row["uri"]), row)))
+                 | "KeyState" >> beam.Map(lambda row: (file_identity(row["uri"]), row)).with_output_types(Tuple[str, Any]))
         joined = {"names": listed, "state": state} | "JoinState" >> beam.CoGroupByKey()
         decided = (joined
                    | "Decide" >> beam.FlatMap(decide_file, facts)
@@ -159,18 +162,9 @@ class TagCatalogue(beam.PTransform):
                     errors | "ErrorCurrent" >> beam.Map(current_row_of_error, facts),
                     decided[CURRENT])
                    | "AllCurrent" >> beam.Flatten())
-        counts = {"CountFiles": (joined, lambda kv: [("listed", 1.0)] if kv[1]["names"] else []),
-                  "CountSkipped": (decided[SKIPPED], lambda _: [("skipped", 1.0)]),
-                  "CountRemoved": (decided[CURRENT], lambda _: [("removed", 1.0)]),
-                  "CountTagged": (tracks, lambda t: [("tagged", 1.0), ("audio_s", t["duration_s"])]),
-                  "CountFailed": (errors, lambda e: [(f"failed:{e['error']}", 1.0)])}
-        # One declared type for every branch: Beam would infer a different coder for each (str, int)
-        # or (str, float) branch, and the Flatten would read one branch's bytes with another's coder.
-        tally = (tuple(pcoll | label >> beam.FlatMap(count).with_output_types(Tuple[str, float])
-                       for label, (pcoll, count) in counts.items())
-                 | "AllCounts" >> beam.Flatten()
-                 | "Sum" >> beam.CombinePerKey(sum))
-        return {"tracks": tracks, "patches": patches, "errors": errors, "current": current, "tally": tally}
+        listed_files = joined | "ListedFiles" >> beam.Filter(lambda kv: bool(kv[1]["names"]))
+        return {"tracks": tracks, "patches": patches, "errors": errors, "current": current,
+                "listed": listed_files, "skipped": decided[SKIPPED], "removed": decided[CURRENT]}
 
 
 class CommitRun(beam.PTransform):
@@ -189,17 +183,25 @@ class CommitRun(beam.PTransform):
                        WriteBundleFiles(name, folder, store.TABLES[name], run_id))
                    for name, folder in folders.items()]
         files = tuple(written) | "AllFiles" >> beam.Flatten() | "Collect" >> beam.combiners.ToList()
-        counts = outputs["tally"] | "Counts" >> beam.combiners.ToDict()
-        return files | "Commit" >> beam.Map(_commit, self.run, beam.pvalue.AsSingleton(counts))
+        # Each count combined on its own branch (partial sums in the producing stage), not a Flatten of
+        # a marker per input: at 100,000 inputs, FnApiRunner's Flatten of six such branches read one
+        # branch's bytes with another's coder.
+        counts = {name: beam.pvalue.AsSingleton(outputs[name] | f"Count{name.capitalize()}" >> beam.combiners.Count.Globally())
+                  for name in ("listed", "skipped", "removed", "tracks")}
+        audio_s = (outputs["tracks"] | "Durations" >> beam.Map(lambda t: t["duration_s"]).with_output_types(float)
+                   | "AudioSeconds" >> beam.CombineGlobally(sum))
+        failed = (outputs["errors"] | "Kinds" >> beam.Map(lambda e: e["error"]).with_output_types(str)
+                  | "CountKinds" >> beam.combiners.Count.PerElement() | "FailedByKind" >> beam.combiners.ToDict())
+        return files | "Commit" >> beam.Map(_commit, self.run, audio_s=beam.pvalue.AsSingleton(audio_s),
+                                            failed=beam.pvalue.AsSingleton(failed), **counts)
 
 
-def _commit(files: list[dict], run: StoreRun, counts: dict) -> dict:
+def _commit(files: list[dict], run: StoreRun, listed: int, skipped: int, removed: int, tracks: int,
+            audio_s: float, failed: dict) -> dict:
     finished = time.time()
-    failed = {k.split(":", 1)[1]: int(v) for k, v in counts.items() if k.startswith("failed:")}
     row = {**run.row, "run_id": run.facts.run_id, "status": "finished", "model": run.facts.model,
            "fingerprint": run.facts.fingerprint, "settings": run.facts.settings,
-           "finished": finished, "wall_s": finished - run.row["started"],
-           "listed": int(counts.get("listed", 0)), "skipped": int(counts.get("skipped", 0)),
-           "tagged": int(counts.get("tagged", 0)), "failed": sum(failed.values()), "failed_by_kind": failed,
-           "removed": int(counts.get("removed", 0)), "audio_s": float(counts.get("audio_s", 0.0))}
+           "finished": finished, "wall_s": finished - run.row["started"], "listed": listed, "skipped": skipped,
+           "tagged": tracks, "failed": sum(failed.values()), "failed_by_kind": failed, "removed": removed,
+           "audio_s": float(audio_s)}
     return store.commit_run(run.output, run.state_version, row, files)

@@ -280,7 +280,7 @@ def test_bad_arguments_get_one_line_and_nonzero_exit(case, message, tmp_path, wa
 def test_every_flatten_reads_its_inputs_with_one_coder():
     """Beam infers a coder per branch ((str, int) here, (str, float) there); a Flatten whose inputs
     differ decoded one branch's bytes with another's coder: at 30,000 inputs the run counts went
-    wrong and at 100,000 it ran out of memory."""
+    wrong, and at 100,000 the join (a Flatten inside) lost files and the run ran out of memory."""
     import apache_beam as beam
 
     from pipeline.graph import CommitRun, InputSpec, StoreRun, TagCatalogue, TagSettings
@@ -294,13 +294,13 @@ def test_every_flatten_reads_its_inputs_with_one_coder():
 
     class Visitor(beam.pipeline.PipelineVisitor):
         def visit_transform(self, node):
-            if isinstance(node.transform, beam.Flatten) and node.full_label.rsplit("/", 1)[-1].startswith("All"):
+            if isinstance(node.transform, beam.Flatten):
                 flattens[node.full_label] = {type(beam.coders.registry.get_coder(i.element_type)).__name__ + str(
                     beam.coders.registry.get_coder(i.element_type)) for i in node.inputs}
 
     p.visit(Visitor())
-    assert {"TagCatalogue/AllCounts", "TagCatalogue/AllErrors", "TagCatalogue/AllCurrent",
-            "CommitRun/AllFiles"} == set(flattens), flattens
+    assert {"TagCatalogue/AllErrors", "TagCatalogue/AllCurrent", "CommitRun/AllFiles",
+            "TagCatalogue/JoinState/CoGroupByKeyImpl/Flatten"} <= set(flattens), flattens
     assert all(len(coders) == 1 for coders in flattens.values()), flattens
 
 
