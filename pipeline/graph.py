@@ -142,8 +142,12 @@ class TagCatalogue(beam.PTransform):
                    | "DecisionApart" >> beam.FlatMap(decision_apart).with_outputs(ERRORS, SKIPPED, CURRENT, main="files"))
         extract = ExtractFeatures(recipe, max_duration_s=s.max_duration_s, decode_timeout_s=s.decode_timeout_s)
         # Typed, so that Beam encodes (and sizes) tracks with TrackFeaturesCoder.
-        extracted = decided.files | "Extract" >> (beam.ParDo(extract).with_output_types(TrackFeatures)
-                                                  .with_outputs(ERRORS, main="features"))
+        # The files to tag are spread afresh: the join's groups (one per listed file, most of them
+        # skipped) are done with before decoding starts, and a night's few new files do not stay on
+        # the workers that happened to join them.
+        to_tag = decided.files | "Spread" >> beam.Reshuffle()
+        extracted = to_tag | "Extract" >> (beam.ParDo(extract).with_output_types(TrackFeatures)
+                                           .with_outputs(ERRORS, main="features"))
         handler = TaggerModelHandler(s.model, patch_hop=s.patch_hop, batch_size=s.batch_size, precision=s.precision,
                                      model_copies=s.model_copies)
         infer = RunInference(handler, model_identifier=s.run_tag).with_exception_handling()
