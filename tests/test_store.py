@@ -75,7 +75,7 @@ def test_a_run_killed_after_its_decisive_commit_is_completed_by_the_next(tmp_pat
     output = str(tmp_path / "store")
     version = store.open_store(output)
     written = a_run(output, "R1")
-    plan = {"run": run_row("R1"), "state_version": version, "files": written, "planned": time.time()}
+    plan = {"run": run_row("R1"), "state_version": version, "files": written}
     plan_path = store.join(output, store.STAGING, "R1", "plan.json")
     with open(plan_path, "w") as f:
         json.dump(plan, f)

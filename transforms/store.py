@@ -222,7 +222,7 @@ def commit_run(output: str, state_version: int, run: dict, written: Iterable[dic
     """The finalising step: write the run's plan, then commit it (apply_plan). written: every file
     the run's workers wrote ({"table", "path", "size", "rows"}); run: its runs row."""
     written = list(written)
-    plan = {"run": run, "state_version": state_version, "files": written, "planned": time.time()}
+    plan = {"run": run, "state_version": state_version, "files": written}
     with fsspec.open(join(output, STAGING, run["run_id"], "plan.json"), "w") as f:
         json.dump(plan, f, default=str)
     apply_plan(output, plan)
