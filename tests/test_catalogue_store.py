@@ -107,7 +107,7 @@ def test_a_second_run_tags_only_what_changed(tmp_path):
 def test_a_store_holding_something_else_is_refused(tmp_path):
     music = catalogue(tmp_path / "music")
     for name, make in (("foreign", lambda p: (p / "notes.txt").write_text("mine")),
-                       ("plain-parquet", lambda p: (p / "tracks").mkdir())):
+                       ("plain-parquet", lambda p: (p / "tracks").mkdir() or (p / "tracks" / "part-0.parquet").write_bytes(b"PAR1"))):
         output = tmp_path / name
         output.mkdir()
         make(output)

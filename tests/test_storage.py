@@ -88,7 +88,6 @@ def test_a_second_run_on_s3_tags_only_what_changed(s3_server, catalogue, request
     output = output_url(s3_server, request, tmp_path)
     assert run_cli(["--input", f"{music}/", "--output", output]) == 0
     first = capsys.readouterr().out.strip().splitlines()[-1]
-    print(first)
     assert "4 listed, 0 skipped, 3 tagged" in first and "1 failed (NotAudio 1)" in first
 
     fs.put_file(str(catalogue / "a.mp3"), f"{music}/new/a-copy.mp3")  # two new files
@@ -98,15 +97,15 @@ def test_a_second_run_on_s3_tags_only_what_changed(s3_server, catalogue, request
     fs.invalidate_cache()
     assert run_cli(["--input", f"{music}/", "--output", output]) == 0
     second = capsys.readouterr().out.strip().splitlines()[-1]
-    print(second)
     assert "5 listed, 2 skipped, 3 tagged" in second and ", 0 failed, 1 removed" in second
 
     runs = sorted(read_table(output, "runs").to_pylist(), key=lambda r: r["run_id"])
     one, two = runs[0]["run_id"], runs[1]["run_id"]
     current = {r["uri"].removeprefix(f"{music}/"): (r["status"], r["run_id"]) for r in
                read_table(output, "current").to_pylist()}
-    for uri, row in sorted(current.items()):
-        print("current:", uri, *row)
+    with capsys.disabled():  # what `pytest -s` shows of the two runs
+        print("", first, second, *(f"current: {uri} {status} {run}" for uri, (status, run) in sorted(current.items())),
+              sep="\n")
     assert current == {"a.mp3": ("removed", two), "b.flac": ("tracked", two), "sub/c.wav": ("tracked", one),
                        BAD_FILE: ("error", one), "new/a-copy.mp3": ("tracked", two),
                        "new/b-copy.flac": ("tracked", two)}

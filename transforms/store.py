@@ -165,7 +165,6 @@ def _fs(output: str):
 def open_store(output: str) -> int:
     """Check OUTPUT holds only this store's tables (or nothing), create the missing ones; returns
     the version of `current` a run's skip decision reads. Raises StoreError."""
-    from deltalake import DeltaTable
     fs, root = _fs(output)
     if fs.exists(root) and not fs.isdir(root):
         raise StoreError(f"{output} is a file, not a folder for the store's tables")
@@ -176,21 +175,30 @@ def open_store(output: str) -> int:
             raise StoreError(f"{output} holds {name!r}, which is not a table of this store "
                              f"({', '.join(TABLES)}): choose another --output")
     for name, schema in TABLES.items():
-        uri = join(output, name)
-        if fs.exists(join(root, name)) and not fs.exists(join(root, name, "_delta_log")):
+        uri, folder = join(output, name), join(root, name)
+        entries = [e.rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(folder, detail=False)] if fs.isdir(folder) else []
+        if entries and "_delta_log" not in entries:  # empty: a run started at the same moment is creating it
             raise StoreError(f"{uri} is not a Delta table (no _delta_log): not a store this tool wrote")
-        try:
-            table = _delta(uri)
-        except Exception:  # noqa: BLE001 - no table yet (each storage says so its own way)
-            try:
-                DeltaTable.create(uri, schema, storage_options=storage_options(uri))
-            except Exception:  # noqa: BLE001 - a run started at the same moment created it: fine if it is ours
-                pass
-            table = _delta(uri)
+        table = _open_or_create(uri, schema)
         have = pa.schema(table.schema().to_arrow())
         if have.names != schema.names:
             raise StoreError(f"{uri} has columns {', '.join(have.names)}, not this store's {name} table's")
     return _delta(join(output, "current")).version()
+
+
+def _open_or_create(uri: str, schema: pa.Schema):
+    """The Delta table at uri, created when there is none. Two runs started at once on a new store
+    both create it: one wins, the other opens what the winner wrote (once its first commit is there)."""
+    from deltalake import DeltaTable
+    for attempt in range(10):
+        try:
+            return _delta(uri)
+        except Exception:  # noqa: BLE001 - no table (yet): each storage says so its own way
+            try:
+                return DeltaTable.create(uri, schema, storage_options=storage_options(uri))
+            except Exception:  # noqa: BLE001 - created meanwhile by another run: open it on the next try
+                time.sleep(0.1 * (attempt + 1))
+    return _delta(uri)
 
 
 def state_files(output: str, version: int) -> list[str]:
