@@ -26,7 +26,6 @@ from importlib import metadata
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, _BeamArgumentParser
-from fsspec.core import url_to_fs
 
 from models.recipe import RecipeError
 from models.registry import DEFAULT_MODEL, PRECISIONS, ModelNotFound, resolve_model
@@ -96,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a file, a folder (searched recursively for audio files) or a glob, local or "
                              "any fsspec URI (gs://, s3://); repeatable")
     parser.add_argument("--manifest", action="append", default=[], metavar="FILE",
-                        help="a .txt (one URI a line), .csv or .parquet (columns uri and optional track_id) "
+                        help="a .txt (one URI a line), .csv or .parquet (columns uri, optional track_id and version) "
                              "list of inputs; repeatable")
     parser.add_argument("--output", required=True, metavar="DIR",
                         help="folder or URI of the store: Delta Lake tables tracks/, patches/, errors/, "

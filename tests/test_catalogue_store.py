@@ -4,7 +4,6 @@ exactly once in the current view and no duplicate row anywhere."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
