@@ -11,6 +11,7 @@ pipeline (which commits the run), print its runs row.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import glob
 import hashlib
@@ -23,6 +24,7 @@ import tempfile
 import time
 import uuid
 from importlib import metadata
+from typing import Iterator
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, _BeamArgumentParser
@@ -125,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retag", action="store_true",
                         help="tag every input again, even those the store holds a result for")
     parser.add_argument("--config", metavar="FILE", help="a YAML run profile (configs/); flags given here override it")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also print what TensorFlow, CUDA and Beam's workers log as they start and fail")
     return parser
 
 
@@ -186,12 +190,14 @@ def pipeline_options(beam_args: list[str]) -> tuple[PipelineOptions, object]:
     direct = options.view_as(DirectOptions)
     named = " ".join(beam_args)
     if "--direct_num_workers" not in named:
-        direct.direct_num_workers = 0  # all cores
+        # One worker: its threads decode a file per core ahead (decoder processes) and TensorFlow
+        # uses every core; two workers were no faster on 2 cores (BENCHMARKS.md).
+        direct.direct_num_workers = 1
     if "--direct_running_mode" not in named:
-        # Not multi_threading: its data channel garbles a Flatten fed by large inputs of several stages
-        # (the skip join at 100,000 files lost files or read garbage; Beam's own large-input test
-        # of that mode is flaky, apache/beam#21104). in_memory is as fast here, and as parallel.
-        direct.direct_running_mode = "in_memory"
+        # Never multi_threading: its data channel garbles a Flatten fed by large inputs of several
+        # stages (the skip join at 100,000 files lost files or read garbage; Beam's own large-input
+        # test of that mode is flaky, apache/beam#21104). Several workers: separate processes.
+        direct.direct_running_mode = "in_memory" if direct.direct_num_workers == 1 else "multi_processing"
     return options, FnApiRunner()
 
 
@@ -219,8 +225,9 @@ def run(argv: list[str]) -> tuple[str, str]:
     state_version = open_store(args.output)
 
     # TensorFlow comes in only now: its start-up chatter on stderr would bury a one-line usage error.
-    from pipeline.graph import CommitRun, InputSpec, StoreRun, TagCatalogue, TagSettings
-    from transforms.incremental import RunFacts
+    with native_stderr_silenced(not args.verbose):
+        from pipeline.graph import CommitRun, InputSpec, StoreRun, TagCatalogue, TagSettings
+        from transforms.incremental import RunFacts
 
     run_tag = f"{local_temp_prefix(args.output)}{uuid.uuid4().hex[:12]}"
     remove_local_temp(local_temp_prefix(args.output))  # what a killed run on this output left
@@ -283,6 +290,37 @@ def package_version() -> str:
         return "unknown"
 
 
+@contextlib.contextmanager
+def native_stderr_silenced(silenced: bool = True) -> Iterator[None]:
+    """File descriptor 2 goes to /dev/null meanwhile. TensorFlow's C++ logging writes its import-time
+    notes ("oneDNN custom operations are on", "Could not find cuda drivers") there directly, past
+    TF_CPP_MIN_LOG_LEVEL and Python's sys.stderr. A failed import still raises; Python prints it
+    after."""
+    if not silenced:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def quiet_console() -> None:
+    """A plain run prints its summary, real warnings and errors only: TensorFlow's and CUDA's later
+    notes (e.g. "failed call to cuInit" on a machine without a GPU) are not logged, and Beam's
+    worker does not log a step's failure that the run reports itself in one line."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    for name in ("apache_beam.runners.common", "apache_beam.runners.worker.sdk_worker"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # they log, with its traceback, what the run raises
+
+
 def local_temp_prefix(output: str) -> str:
     """How the temporary files of runs on OUTPUT start, in this machine's temporary folder (Beam's
     shared-model files, named after the run's model tag)."""
@@ -298,9 +336,12 @@ def remove_local_temp(prefix: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     logging.getLogger().addFilter(_quiet_beam_resource_warning)
+    if "--verbose" not in argv:
+        quiet_console()
     try:
-        output, run_id = run(sys.argv[1:] if argv is None else argv)
+        output, run_id = run(argv)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

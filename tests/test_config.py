@@ -41,7 +41,8 @@ def test_profiles_say_what_they_are_for():
 
     _, local = parse("local")
     assert local.view_as(StandardOptions).runner is None
-    assert local.view_as(DirectOptions).direct_num_workers == 0
+    assert local.view_as(DirectOptions).direct_num_workers == 1
+    assert local.view_as(DirectOptions).direct_running_mode == "in_memory"
 
     _, portable = parse("portable")
     assert portable.view_as(StandardOptions).runner == "PortableRunner"
@@ -73,3 +74,18 @@ def test_profile_values_become_flags():
     assert profile_args({"batch_size": 8, "experiments": ["a", "b"], "save_main_session": True,
                          "use_public_ips": False}, {"--batch-size"}) == \
         ["--batch-size=8", "--experiments=a", "--experiments=b", "--save_main_session"]
+
+
+@pytest.mark.parametrize("args, workers, mode", [
+    ([], 1, "in_memory"),
+    (["--direct_num_workers=2"], 2, "multi_processing"),
+    (["--direct_num_workers=0"], 0, "multi_processing"),
+    (["--direct_running_mode=multi_threading"], 1, "multi_threading"),  # asked for by name only
+])
+def test_the_local_runner_never_picks_multi_threading_itself(args, workers, mode):
+    from pipeline.cli import pipeline_options
+
+    options, runner = pipeline_options(args)
+    assert runner is not None
+    assert (options.view_as(DirectOptions).direct_num_workers, options.view_as(DirectOptions).direct_running_mode) \
+        == (workers, mode)

@@ -194,6 +194,18 @@ def test_one_model_shared_by_worker_processes_and_no_debris(catalogue, run_outpu
         np.testing.assert_allclose(row["activations"], expected[row["uri"]]["activations"], rtol=0, atol=1e-6)
 
 
+def test_a_plain_run_prints_its_line_and_nothing_else(tmp_path, wav16k):
+    """No TensorFlow, CUDA or absl start-up notes: the run's line on stdout, nothing on stderr;
+    --verbose brings the notes back."""
+    quiet = _cli("--input", wav16k, "--output", str(tmp_path / "store"))
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    (line,) = quiet.stdout.splitlines()
+    assert line.startswith("musicnn-beam: run ") and "1 listed, 0 skipped, 1 tagged" in line
+    verbose = _cli("--input", wav16k, "--output", str(tmp_path / "store"), "--verbose")
+    assert verbose.returncode == 0 and "oneDNN" in verbose.stderr
+    assert "1 listed, 1 skipped, 0 tagged" in verbose.stdout
+
+
 def test_a_killed_run_leaves_no_decoder_behind(tmp_path, wav16k):
     """SIGKILL the CLI while a decoder child is stuck: the child dies with it (and a stuck child
     would not notice its closed pipe)."""

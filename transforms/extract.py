@@ -6,6 +6,7 @@ so decoding and inference can run on different workers.
 from __future__ import annotations
 
 import collections
+import os
 import pickle
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -89,11 +90,11 @@ class ExtractFeatures(beam.DoFn):
     """
 
     def __init__(self, recipe: FeatureRecipe, max_duration_s: Optional[float] = None,
-                 decode_timeout_s: float = DEFAULT_STALL_TIMEOUT_S, prefetch: int = 2):
+                 decode_timeout_s: float = DEFAULT_STALL_TIMEOUT_S, prefetch: Optional[int] = None):
         self.recipe = recipe
         self.max_duration_s = max_duration_s
         self.decode_timeout_s = decode_timeout_s
-        self.prefetch = prefetch
+        self.prefetch = prefetch or max(2, os.cpu_count() or 1)  # a file per core decoding at once
         # The decoder children of this transform, shared by its instances in a worker process: a
         # pipeline's own (a later run in the same process, e.g. in tests, starts children that see
         # its environment).
