@@ -24,7 +24,7 @@ import tempfile
 import time
 import uuid
 from importlib import metadata
-from typing import Iterator
+from typing import Iterator, Optional
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, _BeamArgumentParser
@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                              f"(Timeout) (default: {DEFAULT_STALL_TIMEOUT_S:g})")
     parser.add_argument("--retag", action="store_true",
                         help="tag every input again, even those the store holds a result for")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list the inputs, join them with the store and print what a run would do; "
+                             "tag and write nothing")
     parser.add_argument("--config", metavar="FILE", help="a YAML run profile (configs/); flags given here override it")
     parser.add_argument("--verbose", action="store_true",
                         help="also print what TensorFlow, CUDA and Beam's workers log as they start and fail")
@@ -150,10 +153,12 @@ def check_sources(patterns: list[str], manifests: list[str]) -> None:
             raise UsageError(f"cannot read manifest {manifest!r}: {exc}") from exc
 
 
-def open_store(output: str) -> int:
+def open_store(output: str, create: bool = True) -> Optional[int]:
     """Check OUTPUT is (or can become) a store, finish what killed runs left; returns the version of
-    the state the run decides on."""
+    the state the run decides on. create=False: change nothing (None: no store yet)."""
     try:
+        if not create:
+            return store.open_store(output, create=False)
         store.open_store(output)
         store.recover(output)
         return store.open_store(output)
@@ -222,11 +227,11 @@ def run(argv: list[str]) -> tuple[str, str]:
         raise UsageError(str(exc)) from exc
     patch_hop = recipe.patch_frames if args.patch_hop is None else args.patch_hop
     check_sources(args.input, args.manifest)
-    state_version = open_store(args.output)
+    state_version = open_store(args.output, create=not args.dry_run)
 
     # TensorFlow comes in only now: its start-up chatter on stderr would bury a one-line usage error.
     with native_stderr_silenced(not args.verbose):
-        from pipeline.graph import CommitRun, InputSpec, StoreRun, TagCatalogue, TagSettings
+        from pipeline.graph import CommitRun, InputSpec, PlanRun, StoreRun, TagCatalogue, TagSettings
         from transforms.incremental import RunFacts
 
     run_tag = f"{local_temp_prefix(args.output)}{uuid.uuid4().hex[:12]}"
@@ -237,17 +242,20 @@ def run(argv: list[str]) -> tuple[str, str]:
     facts = RunFacts(run_id=store.new_run_id(), model=model.name, fingerprint=model_fingerprint(model),
                      settings=settings.key, retag=args.retag)
     runner = options.view_as(StandardOptions).runner or "FnApiRunner (in-process)"
-    run = StoreRun(output=args.output, facts=facts, state_version=state_version,
-                   state_files=tuple(store.state_files(args.output, state_version)),
+    state_files = () if state_version is None else tuple(store.state_files(args.output, state_version))
+    run = StoreRun(output=args.output, facts=facts, state_version=state_version, state_files=state_files,
                    row={"started": time.time(), "package_version": package_version(), "runner": runner,
                         "classes": model.classes})
     specs = [InputSpec(pattern=p) for p in args.input] + [InputSpec(manifest=m) for m in args.manifest]
     try:
         with beam.Pipeline(runner=local_runner, options=options) as p:
-            _ = (p
-                 | "Inputs" >> beam.Create(specs)
-                 | "Tag" >> TagCatalogue(settings, run)
-                 | "Commit" >> CommitRun(run))
+            inputs = p | "Inputs" >> beam.Create(specs)
+            if args.dry_run:
+                _ = inputs | "Plan" >> PlanRun(run)
+            else:
+                _ = inputs | "Tag" >> TagCatalogue(settings, run) | "Commit" >> CommitRun(run)
+        if args.dry_run:
+            raise DryRunDone(plan_line(p.result))
     except Exception as exc:
         for known in (store.StoreConflict, NoMatch, ManifestError):  # Beam re-raises what a step raised, wrapped
             if known.__name__ in str(exc) or isinstance(exc, known):
@@ -256,6 +264,30 @@ def run(argv: list[str]) -> tuple[str, str]:
     finally:
         remove_local_temp(run_tag)
     return args.output, facts.run_id
+
+
+class DryRunDone(Exception):
+    """A dry run has planned: its one line."""
+
+
+def plan_line(result) -> str:
+    """A dry run's plan, from the pipeline's `plan: ...` counters (graph.decision_apart)."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    from pipeline.graph import METRICS
+    from transforms.incremental import REASONS
+
+    counters = result.metrics().query(MetricsFilter().with_namespace(METRICS))["counters"]
+    plan = {c.key.metric.name.removeprefix("plan: "): c.committed for c in counters
+            if c.key.metric.name.startswith("plan: ")}
+    reasons = {r: plan.pop(r) for r in REASONS if plan.get(r)}
+    skipped, removed = plan.pop("skipped", 0), plan.pop("removed", 0)
+    to_tag = sum(reasons.values())
+    listed = to_tag + skipped + sum(plan.values())
+    why = f" ({', '.join(f'{n} {r}' for r, n in reasons.items())})" if reasons else ""
+    failing = "".join(f", {n} {kind}" for kind, n in sorted(plan.items()))
+    return (f"dry run: {listed} listed: {to_tag} to tag{why}, {skipped} skipped, {removed} to mark removed"
+            f"{failing}; nothing tagged or written")
 
 
 class RunFailed(Exception):
@@ -348,6 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     except RunFailed as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.status
+    except DryRunDone as done:
+        print(f"{PROG}: {done}")
+        return 0
     from pipeline.report import run_line
 
     (row,) = [r for r in store.read_table(output, "runs").to_pylist() if r["run_id"] == run_id]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional, Tuple
 
 import apache_beam as beam
+from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 
 from models.registry import ModelSpec
@@ -27,6 +28,7 @@ from transforms.sinks import WriteBundleFiles
 from transforms.sources import expand_input, file_identity, read_manifest, with_version
 
 SKIPPED, CURRENT = "skipped", "current"
+METRICS = "musicnn_beam"  # the namespace of the run's Beam metrics (shown by Dataflow's and Flink's UIs)
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class StoreRun:
 
     output: str
     facts: RunFacts
-    state_version: int
+    state_version: Optional[int]  # None: no store yet (a dry run on a new output)
     state_files: tuple[str, ...]
     row: dict = field(default_factory=dict)  # runs-row fields known at launch (started, runner, ...)
 
@@ -80,15 +82,47 @@ def errors_apart(value) -> Iterator:
 
 
 def decision_apart(value) -> Iterator:
-    """decide()'s outcomes, each to its output: inputs to tag (main), errors, skipped, current rows."""
+    """decide()'s outcomes, each to its output: inputs to tag (main), errors, skipped, current rows;
+    each counted in a Beam metric (METRICS namespace: `plan: new`, `plan: skipped`, ...)."""
     if isinstance(value, ErrorRecord):
+        Metrics.counter(METRICS, f"plan: {value.error}").inc()
         yield beam.pvalue.TaggedOutput(ERRORS, value)
     elif isinstance(value, Skipped):
+        Metrics.counter(METRICS, "plan: skipped").inc()
         yield beam.pvalue.TaggedOutput(SKIPPED, value)
     elif isinstance(value, Removed):
+        Metrics.counter(METRICS, "plan: removed").inc()
         yield beam.pvalue.TaggedOutput(CURRENT, value.row)
     else:
-        yield value
+        Metrics.counter(METRICS, f"plan: {value.reason}").inc()
+        yield value.file
+
+
+class PlanRun(beam.PTransform):
+    """PCollection of InputSpec -> what the run does with each listed file, as decision_apart's
+    outputs: "files" (to tag), "errors", "skipped", "current" (removed rows). The listing is joined
+    with the store's `current` rows for this model (transforms.incremental.decide)."""
+
+    def __init__(self, run: StoreRun):
+        super().__init__()
+        self.run = run
+
+    def expand(self, specs):
+        facts = self.run.facts
+        # Both sides of the join typed alike: keys encoded by different coders never meet (Beam infers
+        # (str, Any) for one side and Any for the other, and the join then lost files at 100,000 inputs).
+        listed = specs | "List" >> beam.FlatMap(expand_spec).with_output_types(Tuple[str, Any])
+        state = (specs.pipeline
+                 | "StateFiles" >> beam.Create(list(self.run.state_files))
+                 | "ReadState" >> beam.FlatMap(store.read_state, facts.model)
+                 | "KeyState" >> beam.Map(lambda row: (file_identity(row["uri"]), row)).with_output_types(Tuple[str, Any]))
+        joined = {"names": listed, "state": state} | "JoinState" >> beam.CoGroupByKey()
+        decided = (joined
+                   | "Decide" >> beam.FlatMap(decide_file, facts)
+                   | "DecisionApart" >> beam.FlatMap(decision_apart).with_outputs(ERRORS, SKIPPED, CURRENT, main="files"))
+        listed_files = joined | "ListedFiles" >> beam.Filter(lambda kv: bool(kv[1]["names"]))
+        return {"files": decided.files, "errors": decided[ERRORS], "skipped": decided[SKIPPED],
+                "current": decided[CURRENT], "listed": listed_files}
 
 
 def decide_file(keyed: tuple[str, dict], run: RunFacts) -> Iterator:
@@ -129,23 +163,13 @@ class TagCatalogue(beam.PTransform):
     def expand(self, specs):
         s, facts = self.settings, self.run.facts
         recipe = s.model.recipe
-        # Both sides of the join typed alike: keys encoded by different coders never meet (Beam infers
-        # (str, Any) for one side and Any for the other, and the join then lost files at 100,000 inputs).
-        listed = specs | "List" >> beam.FlatMap(expand_spec).with_output_types(Tuple[str, Any])
-        state = (specs.pipeline
-                 | "StateFiles" >> beam.Create(list(self.run.state_files))
-                 | "ReadState" >> beam.FlatMap(store.read_state, facts.model)
-                 | "KeyState" >> beam.Map(lambda row: (file_identity(row["uri"]), row)).with_output_types(Tuple[str, Any]))
-        joined = {"names": listed, "state": state} | "JoinState" >> beam.CoGroupByKey()
-        decided = (joined
-                   | "Decide" >> beam.FlatMap(decide_file, facts)
-                   | "DecisionApart" >> beam.FlatMap(decision_apart).with_outputs(ERRORS, SKIPPED, CURRENT, main="files"))
+        plan = specs | "Plan" >> PlanRun(self.run)
         extract = ExtractFeatures(recipe, max_duration_s=s.max_duration_s, decode_timeout_s=s.decode_timeout_s)
         # Typed, so that Beam encodes (and sizes) tracks with TrackFeaturesCoder.
         # The files to tag are spread afresh: the join's groups (one per listed file, most of them
         # skipped) are done with before decoding starts, and a night's few new files do not stay on
         # the workers that happened to join them.
-        to_tag = decided.files | "Spread" >> beam.Reshuffle()
+        to_tag = plan["files"] | "Spread" >> beam.Reshuffle()
         extracted = to_tag | "Extract" >> (beam.ParDo(extract).with_output_types(TrackFeatures)
                                            .with_outputs(ERRORS, main="features"))
         handler = TaggerModelHandler(s.model, patch_hop=s.patch_hop, batch_size=s.batch_size, precision=s.precision,
@@ -159,16 +183,15 @@ class TagCatalogue(beam.PTransform):
         patches = predicted.tracks | "Patches" >> beam.FlatMap(
             lambda p: (_with(r, model=facts.model, run_id=facts.run_id) for r in patch_rows(p, recipe)))
         batch_errors = failed.failed_inferences | "BatchErrors" >> beam.FlatMap(_failed_batch_to_errors)
-        errors = ((decided[ERRORS], extracted[ERRORS], predicted[ERRORS], batch_errors)
+        errors = ((plan["errors"], extracted[ERRORS], predicted[ERRORS], batch_errors)
                   | "AllErrors" >> beam.Flatten()
                   | "ErrorRows" >> beam.Map(lambda e: _with(e.row(), model=facts.model, run_id=facts.run_id)))
         current = ((tracks | "TrackCurrent" >> beam.Map(current_row_of_track, facts),
                     errors | "ErrorCurrent" >> beam.Map(current_row_of_error, facts),
-                    decided[CURRENT])
+                    plan["current"])
                    | "AllCurrent" >> beam.Flatten())
-        listed_files = joined | "ListedFiles" >> beam.Filter(lambda kv: bool(kv[1]["names"]))
         return {"tracks": tracks, "patches": patches, "errors": errors, "current": current,
-                "listed": listed_files, "skipped": decided[SKIPPED], "removed": decided[CURRENT]}
+                "listed": plan["listed"], "skipped": plan["skipped"], "removed": plan["current"]}
 
 
 class CommitRun(beam.PTransform):

@@ -210,3 +210,26 @@ def test_the_skip_decision_holds_for_100000_files(tmp_path):
     manifest(tmp_path / "catalogue.parquet", 100_000, [])
     line = run_line(cli("--manifest", str(tmp_path / "catalogue.parquet"), "--output", str(tmp_path / "store")))
     assert "100000 listed, 100000 skipped, 0 tagged (0.0 audio s), 0 failed, 0 removed" in line, line
+
+
+def test_a_dry_run_says_what_a_run_would_do_and_changes_nothing(tmp_path):
+    """--dry-run lists and joins, prints the plan (read from the pipeline's metrics) and writes nothing:
+    not on a new output, not in an existing store."""
+    music, output = catalogue(tmp_path / "music"), tmp_path / "store"
+    fresh = cli("--input", str(music), "--output", str(output), "--dry-run")
+    assert fresh.returncode == 0 and fresh.stderr == "", fresh.stderr
+    assert fresh.stdout.strip() == ("musicnn-beam: dry run: 5 listed: 5 to tag (5 new), 0 skipped, 0 to mark "
+                                    "removed; nothing tagged or written")
+    assert not output.exists()
+
+    run_line(cli("--input", str(music), "--output", str(output)))
+    make_audio(music, "e.wav", 25, 3.0, 16000, 1, "wav16")
+    make_audio(music, "c.wav", 27, 3.5, 16000, 1, "wav16")
+    (music / "d.wav").unlink()
+    files_before = sorted(str(p) for p in output.rglob("*"))
+    planned = cli("--input", str(music), "--output", str(output), "--dry-run")
+    assert planned.stdout.strip() == ("musicnn-beam: dry run: 5 listed: 2 to tag (1 new, 1 changed), 3 skipped, "
+                                      "1 to mark removed; nothing tagged or written"), planned.stdout
+    assert sorted(str(p) for p in output.rglob("*")) == files_before
+    done = run_line(cli("--input", str(music), "--output", str(output)))
+    assert "5 listed, 3 skipped, 2 tagged" in done and "1 removed" in done  # what the dry run said

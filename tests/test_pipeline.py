@@ -312,7 +312,7 @@ def test_every_flatten_reads_its_inputs_with_one_coder():
 
     p.visit(Visitor())
     assert {"TagCatalogue/AllErrors", "TagCatalogue/AllCurrent", "CommitRun/AllFiles",
-            "TagCatalogue/JoinState/CoGroupByKeyImpl/Flatten"} <= set(flattens), flattens
+            "TagCatalogue/Plan/JoinState/CoGroupByKeyImpl/Flatten"} <= set(flattens), flattens
     assert all(len(coders) == 1 for coders in flattens.values()), flattens
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from transforms.errors import KINDS, RETRIED
-from transforms.incremental import Removed, RunFacts, Skipped, decide, version_of
+from transforms.incremental import REASONS, Removed, RunFacts, Skipped, ToTag, decide, version_of
 from transforms.records import ErrorRecord, InputFile
 
 RUN = RunFacts(run_id="R2", model="msd-musicnn", fingerprint="f1", settings="patch_hop=187;precision=float32")
@@ -24,31 +24,36 @@ A = InputFile("/a.mp3", None, "v1")
 
 
 def test_a_new_file_is_tagged():
-    assert one([A], []) == A
+    assert one([A], []) == ToTag(A, "new")
 
 
 def test_an_unchanged_tagged_file_is_skipped_unopened():
     assert one([A], [state()]) == Skipped("/a.mp3")
 
 
-@pytest.mark.parametrize("change", [{"version": "v2"}, {"fingerprint": "f2"}, {"settings": "patch_hop=93;precision=float32"}])
-def test_a_changed_file_model_or_setting_is_tagged_again(change):
-    assert one([A], [state(**change)]) == A
+@pytest.mark.parametrize("change, why", [({"version": "v2"}, "changed"), ({"fingerprint": "f2"}, "model or settings"),
+                                         ({"settings": "patch_hop=93;precision=float32"}, "model or settings")])
+def test_a_changed_file_model_or_setting_is_tagged_again(change, why):
+    assert one([A], [state(**change)]) == ToTag(A, why)
 
 
 def test_retag_tags_everything():
-    assert one([A], [state()], RunFacts(**{**RUN.__dict__, "retag": True})) == A
+    assert one([A], [state()], RunFacts(**{**RUN.__dict__, "retag": True})) == ToTag(A, "retag")
 
 
 def test_a_file_without_a_version_is_always_tagged():
     unknown = InputFile("/a.mp3", None, None)
-    assert one([unknown], [state(version=None)]) == unknown
+    assert one([unknown], [state(version=None)]) == ToTag(unknown, "unversioned")
+
+
+def test_every_reason_is_named():
+    assert set(REASONS) == {"new", "returned", "retag", "unversioned", "changed", "model or settings", "retried"}
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_transient_errors_are_tried_again_permanent_ones_wait_for_a_change(kind):
     outcome = one([A], [state(status="error", error=kind)])
-    assert outcome == (A if kind in RETRIED else Skipped("/a.mp3"))
+    assert outcome == (ToTag(A, "retried") if kind in RETRIED else Skipped("/a.mp3"))
 
 
 def test_transient_kinds_are_the_read_inference_and_naming_ones():
@@ -65,12 +70,12 @@ def test_a_file_that_left_the_listing_is_removed_once():
 
 
 def test_a_removed_file_that_comes_back_is_tagged_again():
-    assert one([A], [state(status="removed")]) == A
+    assert one([A], [state(status="removed")]) == ToTag(A, "returned")
 
 
 def test_names_of_one_file_merge_before_the_decision():
     listed, from_manifest = InputFile("/a.mp3", None, "v1"), InputFile("/a.mp3", "T1")
-    assert one([from_manifest, listed], []) == InputFile("/a.mp3", "T1", "v1")
+    assert one([from_manifest, listed], []) == ToTag(InputFile("/a.mp3", "T1", "v1"), "new")
     conflict = one([InputFile("/a.mp3", "T1", "v1"), InputFile("/a.mp3", "T2")], [state()])
     assert isinstance(conflict, ErrorRecord) and conflict.error == "ConflictingTrackId" and conflict.version == "v1"
 

@@ -43,17 +43,36 @@ class Removed:
     row: dict
 
 
-def is_reusable(state: dict, file: InputFile, run: RunFacts) -> bool:
-    """Whether the state row (this model's current row for the file) answers for the listed file."""
-    if run.retag or file.version is None or state["status"] == REMOVED:
-        return False
-    same = (state["version"] == file.version and state["fingerprint"] == run.fingerprint
-            and state["settings"] == run.settings)
-    return same and (state["error"] is None or state["error"] not in RETRIED)
+@dataclass(frozen=True)
+class ToTag:
+    """A listed input this run tags, and why (one of REASONS)."""
+
+    file: InputFile
+    reason: str
+
+
+# Why a listed file is tagged, in the order the checks are made: no result yet; its last result was
+# `removed` (it came back); --retag; the listing gave no version; its content changed; another
+# model fingerprint or other settings made the result; the result is an error the next run retries.
+REASONS = ("new", "returned", "retag", "unversioned", "changed", "model or settings", "retried")
+
+
+def reason_to_tag(state: Optional[dict], file: InputFile, run: RunFacts) -> Optional[str]:
+    """Why the listed file must be tagged (one of REASONS), or None when the state row (this model's
+    current row for it) answers for it."""
+    checks = (("new", state is None),
+              ("returned", state is not None and state["status"] == REMOVED),
+              ("retag", run.retag),
+              ("unversioned", file.version is None),
+              ("changed", state is not None and state["version"] != file.version),
+              ("model or settings", state is not None and (state["fingerprint"] != run.fingerprint
+                                                           or state["settings"] != run.settings)),
+              ("retried", state is not None and state["error"] in RETRIED))
+    return next((why for why, applies in checks if applies), None)
 
 
 def decide(names: Iterable[InputFile], states: Iterable[dict], run: RunFacts
-           ) -> Iterator[InputFile | ErrorRecord | Skipped | Removed]:
+           ) -> Iterator[ToTag | ErrorRecord | Skipped | Removed]:
     """One file (all the names the listing gave it, its state rows for this model) -> what to do.
 
     names empty: the file left the listing; its current row becomes `removed` (once). states empty:
@@ -69,7 +88,8 @@ def decide(names: Iterable[InputFile], states: Iterable[dict], run: RunFacts
     if isinstance(file, ErrorRecord):
         yield file
         return
-    yield file if state is None or not is_reusable(state, file, run) else Skipped(file.uri)
+    why = reason_to_tag(state, file, run)
+    yield Skipped(file.uri) if why is None else ToTag(file, why)
 
 
 def current_row_of_track(track: dict, run: RunFacts) -> dict:

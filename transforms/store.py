@@ -162,9 +162,10 @@ def _fs(output: str):
     return fs, root.rstrip("/")
 
 
-def open_store(output: str) -> int:
+def open_store(output: str, create: bool = True) -> Optional[int]:
     """Check OUTPUT holds only this store's tables (or nothing), create the missing ones; returns
-    the version of `current` a run's skip decision reads. Raises StoreError."""
+    the version of `current` a run's skip decision reads. create=False (a dry run) changes nothing,
+    and returns None when there is no store yet. Raises StoreError."""
     fs, root = _fs(output)
     if fs.exists(root) and not fs.isdir(root):
         raise StoreError(f"{output} is a file, not a folder for the store's tables")
@@ -179,6 +180,10 @@ def open_store(output: str) -> int:
         entries = [e.rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(folder, detail=False)] if fs.isdir(folder) else []
         if entries and "_delta_log" not in entries:  # empty: a run started at the same moment is creating it
             raise StoreError(f"{uri} is not a Delta table (no _delta_log): not a store this tool wrote")
+        if not create and not entries:
+            if name == "current":
+                return None
+            continue
         table = _open_or_create(uri, schema)
         have = pa.schema(table.schema().to_arrow())
         if have.names != schema.names:
