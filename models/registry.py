@@ -63,9 +63,14 @@ class ModelSpec:
 
     def fingerprint(self) -> str:
         """What the model's results depend on: a hash of its variables and its metadata (16 hex
-        digits). Results of another checkpoint or conversion are not this model's."""
+        digits). Results of another checkpoint or conversion are not this model's. A named model that
+        is only where the workers run (e.g. in a Dataflow image) is fingerprinted by its metadata
+        alone ("metadata-..." )."""
         digest = hashlib.sha256(json.dumps(self.metadata, sort_keys=True).encode())
-        variables = Path(self.local_path()) / "variables"
+        try:
+            variables = Path(self.local_path()) / "variables"
+        except ModelNotFound:
+            return "metadata-" + digest.hexdigest()[:16]
         for path in sorted(variables.iterdir()):
             digest.update(path.name.encode())
             with path.open("rb") as f:

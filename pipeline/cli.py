@@ -15,7 +15,6 @@ import contextlib
 import difflib
 import glob
 import hashlib
-import json
 import logging
 import os
 import re
@@ -160,8 +159,8 @@ def open_store(output: str, create: bool = True) -> Optional[int]:
         if not create:
             return store.open_store(output, create=False)
         store.open_store(output)
-        store.recover(output)
-        return store.open_store(output)
+        store.recover(output)  # may commit (a killed run's plan, a vacuum): the version is read after it
+        return store.state_version(output)
     except store.StoreError as exc:
         raise UsageError(str(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - whatever the storage raises, the user gets one line
@@ -239,7 +238,7 @@ def run(argv: list[str]) -> tuple[str, str]:
     settings = TagSettings(model=model, patch_hop=patch_hop, batch_size=args.batch_size, precision=args.precision,
                            inference_accelerator=args.inference_accelerator, model_copies=args.model_copies,
                            max_duration_s=args.max_duration, decode_timeout_s=args.decode_timeout, run_tag=run_tag)
-    facts = RunFacts(run_id=store.new_run_id(), model=model.name, fingerprint=model_fingerprint(model),
+    facts = RunFacts(run_id=store.new_run_id(), model=model.name, fingerprint=model.fingerprint(),
                      settings=settings.key, retag=args.retag)
     runner = options.view_as(StandardOptions).runner or "FnApiRunner (in-process)"
     state_files = () if state_version is None else tuple(store.state_files(args.output, state_version))
@@ -304,15 +303,6 @@ def _one_line(exc: BaseException, known: type) -> str:
     marker = f"{known.__name__}: "
     text = text[text.rindex(marker) + len(marker):] if marker in text else text
     return " ".join(text.split("\n", 1)[0].split(" [while running ", 1)[0].split())
-
-
-def model_fingerprint(model) -> str:
-    """The model's fingerprint (ModelSpec.fingerprint); a named model that is only on the workers
-    (e.g. in a Dataflow image) is fingerprinted by its metadata alone."""
-    try:
-        return model.fingerprint()
-    except (ModelNotFound, OSError):
-        return "metadata-" + hashlib.sha256(json.dumps(model.metadata, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def package_version() -> str:

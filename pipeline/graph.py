@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional, Tuple
@@ -81,20 +82,25 @@ def errors_apart(value) -> Iterator:
     yield beam.pvalue.TaggedOutput(ERRORS, value) if isinstance(value, ErrorRecord) else value
 
 
+@functools.lru_cache(maxsize=None)
+def _plan_counter(name: str):
+    return Metrics.counter(METRICS, f"plan: {name}")
+
+
 def decision_apart(value) -> Iterator:
     """decide()'s outcomes, each to its output: inputs to tag (main), errors, skipped, current rows;
     each counted in a Beam metric (METRICS namespace: `plan: new`, `plan: skipped`, ...)."""
     if isinstance(value, ErrorRecord):
-        Metrics.counter(METRICS, f"plan: {value.error}").inc()
+        _plan_counter(value.error).inc()
         yield beam.pvalue.TaggedOutput(ERRORS, value)
     elif isinstance(value, Skipped):
-        Metrics.counter(METRICS, "plan: skipped").inc()
+        _plan_counter("skipped").inc()
         yield beam.pvalue.TaggedOutput(SKIPPED, value)
     elif isinstance(value, Removed):
-        Metrics.counter(METRICS, "plan: removed").inc()
+        _plan_counter("removed").inc()
         yield beam.pvalue.TaggedOutput(CURRENT, value.row)
     else:
-        Metrics.counter(METRICS, f"plan: {value.reason}").inc()
+        _plan_counter(value.reason).inc()
         yield value.file
 
 

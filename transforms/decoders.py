@@ -336,12 +336,16 @@ def _decode_file(request: DecodeRequest, emit: Callable[[np.ndarray], None], hoo
 
 def _decode_one(request: DecodeRequest, replies: Connection, hooks: bool) -> None:
     pending: list[np.ndarray] = []
+    size = 0
 
     def emit(chunk: np.ndarray) -> None:
+        nonlocal size
         pending.append(chunk)
-        if sum(len(c) for c in pending) >= SAMPLES_PER_REPLY:
+        size += len(chunk)
+        if size >= SAMPLES_PER_REPLY:
             _send_samples(replies, pending)
             pending.clear()
+            size = 0
 
     info = _decode_file(request, emit, hooks)
     if pending:

@@ -188,6 +188,11 @@ def open_store(output: str, create: bool = True) -> Optional[int]:
         have = pa.schema(table.schema().to_arrow())
         if have.names != schema.names:
             raise StoreError(f"{uri} has columns {', '.join(have.names)}, not this store's {name} table's")
+    return state_version(output)
+
+
+def state_version(output: str) -> int:
+    """The version of `current`: the state a run's skip decision reads."""
     return _delta(join(output, "current")).version()
 
 
