@@ -126,3 +126,12 @@ def test_a_table_with_other_columns_is_refused(tmp_path):
     write_deltalake(str(tmp_path / "store" / "runs"), pa.table({"x": [1]}))
     with pytest.raises(store.StoreError, match="has columns x, not this store's runs table's"):
         store.open_store(str(tmp_path / "store"))
+
+
+def test_an_empty_table_folder_is_one_being_created_not_a_foreign_one(tmp_path):
+    """Two runs starting at once on a new store: one has made `errors/` but not yet its log when
+    the other looks. The other must open the store, not refuse it as not ours."""
+    root = tmp_path / "store"
+    (root / "errors").mkdir(parents=True)
+    assert store.open_store(str(root)) == 0
+    assert (root / "errors" / "_delta_log").is_dir()
