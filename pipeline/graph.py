@@ -8,13 +8,11 @@
 """
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional, Tuple
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 
 from models.registry import ModelSpec
@@ -27,9 +25,9 @@ from transforms.inference import TaggerModelHandler, patch_rows, track_row
 from transforms.records import ErrorRecord, InputFile, TrackFeatures
 from transforms.sinks import WriteBundleFiles
 from transforms.sources import expand_input, file_identity, read_manifest, with_version
+from transforms.tally import NAMESPACE as METRICS, RunTally, counter
 
 SKIPPED, CURRENT = "skipped", "current"
-METRICS = "musicnn_beam"  # the namespace of the run's Beam metrics (shown by Dataflow's and Flink's UIs)
 
 
 @dataclass(frozen=True)
@@ -60,6 +58,7 @@ class StoreRun:
     state_version: Optional[int]  # None: no store yet (a dry run on a new output)
     state_files: tuple[str, ...]
     row: dict = field(default_factory=dict)  # runs-row fields known at launch (started, runner, ...)
+    tally: RunTally = RunTally()  # how its workers count what they have done (metrics, progress line)
 
 
 @dataclass(frozen=True)
@@ -82,26 +81,35 @@ def errors_apart(value) -> Iterator:
     yield beam.pvalue.TaggedOutput(ERRORS, value) if isinstance(value, ErrorRecord) else value
 
 
-@functools.lru_cache(maxsize=None)
-def _plan_counter(name: str):
-    return Metrics.counter(METRICS, f"plan: {name}")
-
-
-def decision_apart(value) -> Iterator:
+def decision_apart(value, tally: RunTally) -> Iterator:
     """decide()'s outcomes, each to its output: inputs to tag (main), errors, skipped, current rows;
-    each counted in a Beam metric (METRICS namespace: `plan: new`, `plan: skipped`, ...)."""
+    each counted in a Beam metric (`plan: new`, `plan: skipped`, ...) and listed inputs in the tally."""
+    if isinstance(value, Removed):
+        counter("plan: removed").inc()
+        yield beam.pvalue.TaggedOutput(CURRENT, value.row)
+        return
+    tally.listed(skipped=isinstance(value, Skipped))
     if isinstance(value, ErrorRecord):
-        _plan_counter(value.error).inc()
+        counter(f"plan: {value.error}").inc()
         yield beam.pvalue.TaggedOutput(ERRORS, value)
     elif isinstance(value, Skipped):
-        _plan_counter("skipped").inc()
+        counter("plan: skipped").inc()
         yield beam.pvalue.TaggedOutput(SKIPPED, value)
-    elif isinstance(value, Removed):
-        _plan_counter("removed").inc()
-        yield beam.pvalue.TaggedOutput(CURRENT, value.row)
     else:
-        _plan_counter(value.reason).inc()
+        counter(f"plan: {value.reason}").inc()
+        _count_what_to_read(value.file)
         yield value.file
+
+
+def _count_what_to_read(file: InputFile) -> None:
+    """What a dry run can say of the files to tag before opening them: their bytes (from the
+    listing) and audio (where a manifest gives durations)."""
+    if file.size is not None:
+        counter("to tag: bytes").inc(file.size)
+        counter("to tag: files with a size").inc()
+    if file.duration_s is not None:
+        counter("to tag: audio ms").inc(round(file.duration_s * 1000))
+        counter("to tag: files with a duration").inc()
 
 
 class PlanRun(beam.PTransform):
@@ -125,7 +133,8 @@ class PlanRun(beam.PTransform):
         joined = {"names": listed, "state": state} | "JoinState" >> beam.CoGroupByKey()
         decided = (joined
                    | "Decide" >> beam.FlatMap(decide_file, facts)
-                   | "DecisionApart" >> beam.FlatMap(decision_apart).with_outputs(ERRORS, SKIPPED, CURRENT, main="files"))
+                   | "DecisionApart" >> beam.FlatMap(decision_apart, self.run.tally)
+                                              .with_outputs(ERRORS, SKIPPED, CURRENT, main="files"))
         listed_files = joined | "ListedFiles" >> beam.Filter(lambda kv: bool(kv[1]["names"]))
         return {"files": decided.files, "errors": decided[ERRORS], "skipped": decided[SKIPPED],
                 "current": decided[CURRENT], "listed": listed_files}
@@ -154,6 +163,17 @@ def _failed_batch_to_errors(failure) -> list[ErrorRecord]:
 
 def _with(row: dict, **columns) -> dict:
     return {**row, **columns}
+
+
+def _tagged_row(prediction, model: ModelSpec, run_id: str, tally: RunTally) -> dict:
+    row = _with(track_row(prediction, model), run_id=run_id)
+    tally.tagged(row["duration_s"])
+    return row
+
+
+def _error_row(error: ErrorRecord, facts: RunFacts, tally: RunTally) -> dict:
+    tally.failed(error.error)
+    return _with(error.row(), model=facts.model, run_id=facts.run_id)
 
 
 class TagCatalogue(beam.PTransform):
@@ -185,13 +205,13 @@ class TagCatalogue(beam.PTransform):
             infer = infer.with_resource_hints(accelerator=s.inference_accelerator)
         results, failed = extracted.features | "Infer" >> infer
         predicted = results | "PredictionOrError" >> beam.FlatMap(errors_apart).with_outputs(ERRORS, main="tracks")
-        tracks = predicted.tracks | "Tracks" >> beam.Map(lambda p: _with(track_row(p, s.model), run_id=facts.run_id))
+        tracks = predicted.tracks | "Tracks" >> beam.Map(_tagged_row, s.model, facts.run_id, self.run.tally)
         patches = predicted.tracks | "Patches" >> beam.FlatMap(
             lambda p: (_with(r, model=facts.model, run_id=facts.run_id) for r in patch_rows(p, recipe)))
         batch_errors = failed.failed_inferences | "BatchErrors" >> beam.FlatMap(_failed_batch_to_errors)
         errors = ((plan["errors"], extracted[ERRORS], predicted[ERRORS], batch_errors)
                   | "AllErrors" >> beam.Flatten()
-                  | "ErrorRows" >> beam.Map(lambda e: _with(e.row(), model=facts.model, run_id=facts.run_id)))
+                  | "ErrorRows" >> beam.Map(_error_row, facts, self.run.tally))
         current = ((tracks | "TrackCurrent" >> beam.Map(current_row_of_track, facts),
                     errors | "ErrorCurrent" >> beam.Map(current_row_of_error, facts),
                     plan["current"])

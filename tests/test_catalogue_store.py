@@ -216,10 +216,22 @@ def test_a_dry_run_says_what_a_run_would_do_and_changes_nothing(tmp_path):
     """--dry-run lists and joins, prints the plan (read from the pipeline's metrics) and writes nothing:
     not on a new output, not in an existing store."""
     music, output = catalogue(tmp_path / "music"), tmp_path / "store"
+
+    def megabytes(*names: str) -> str:
+        return f"{sum((music / n).stat().st_size for n in names) / 1e6:.1f} MB to read"
+
     fresh = cli("--input", str(music), "--output", str(output), "--dry-run")
     assert fresh.returncode == 0 and fresh.stderr == "", fresh.stderr
-    assert fresh.stdout.strip() == ("musicnn-beam: dry run: 5 listed: 5 to tag (5 new), 0 skipped, 0 to mark "
-                                    "removed; nothing tagged or written")
+    every = megabytes("a.mp3", "b.flac", "c.wav", "d.wav", "x.mp3")
+    assert fresh.stdout.strip() == (f"musicnn-beam: dry run: 5 listed: 5 to tag (5 new, {every}), 0 skipped, "
+                                    f"0 to mark removed; nothing tagged or written")
+    (tmp_path / "m.csv").write_text(f"uri,duration_s\n{music / 'a.mp3'},3600\n{music / 'b.flac'},1800\n"
+                                    f"{music / 'c.wav'},\n")
+    timed = cli("--manifest", str(tmp_path / "m.csv"), "--output", str(output), "--dry-run")
+    # Sizes need a request per file of a manifest: it gives them where it has no version (a lookup then).
+    assert timed.stdout.strip() == (f"musicnn-beam: dry run: 3 listed: 3 to tag (3 new, "
+                                    f"{megabytes('a.mp3', 'b.flac', 'c.wav')}, 1.50 audio h for 2 of them), "
+                                    f"0 skipped, 0 to mark removed; nothing tagged or written"), timed.stdout
     assert not output.exists()
 
     run_line(cli("--input", str(music), "--output", str(output)))
@@ -228,8 +240,9 @@ def test_a_dry_run_says_what_a_run_would_do_and_changes_nothing(tmp_path):
     (music / "d.wav").unlink()
     files_before = sorted(str(p) for p in output.rglob("*"))
     planned = cli("--input", str(music), "--output", str(output), "--dry-run")
-    assert planned.stdout.strip() == ("musicnn-beam: dry run: 5 listed: 2 to tag (1 new, 1 changed), 3 skipped, "
-                                      "1 to mark removed; nothing tagged or written"), planned.stdout
+    assert planned.stdout.strip() == (f"musicnn-beam: dry run: 5 listed: 2 to tag (1 new, 1 changed, "
+                                      f"{megabytes('e.wav', 'c.wav')}), 3 skipped, 1 to mark removed; "
+                                      f"nothing tagged or written"), planned.stdout
     assert sorted(str(p) for p in output.rglob("*")) == files_before
     done = run_line(cli("--input", str(music), "--output", str(output)))
     assert "5 listed, 3 skipped, 2 tagged" in done and "1 removed" in done  # what the dry run said

@@ -50,7 +50,7 @@ def test_a_pattern_that_names_nothing_fails_the_listing_and_the_launch_check_lis
 def test_the_listing_gives_each_file_its_version(tree):
     (a,) = [f for f in expand_input(str(tree)) if f.uri.endswith("a.mp3")]
     stat = (tree / "a.mp3").stat()
-    assert a.version == f"size=1;mtime_us={round(stat.st_mtime * 1e6)}"
+    assert a.version == f"size=1;mtime_us={round(stat.st_mtime * 1e6)}" and a.size == 1
     assert with_version(InputFile(a.uri)) == a  # a manifest's file without one gets the same from the storage
     (tree / "a.mp3").write_bytes(b"xy")
     assert [f.version for f in expand_input(str(tree / "a.mp3"))] != [a.version]
@@ -67,6 +67,14 @@ def test_manifest_formats(tmp_path):
                    tmp_path / "m.parquet")
     assert list(read_manifest(str(tmp_path / "m.parquet"))) == [InputFile("/a.mp3", "7", "e1"), InputFile("/b.mp3")]
     assert read_manifest_columns(str(tmp_path / "m.parquet")) == ["uri", "track_id", "version"]
+
+
+def test_a_manifest_may_give_durations(tmp_path):
+    (tmp_path / "m.csv").write_text("uri,duration_s\n/a.mp3,241.5\n/b.mp3,\n")
+    assert list(read_manifest(str(tmp_path / "m.csv"))) == [InputFile("/a.mp3", duration_s=241.5), InputFile("/b.mp3")]
+    (tmp_path / "bad.csv").write_text("uri,duration_s\n/a.mp3,four minutes\n")
+    with pytest.raises(ManifestError, match="'four minutes' is not a number"):
+        list(read_manifest(str(tmp_path / "bad.csv")))
 
 
 def test_manifest_without_uri_column_is_refused(tmp_path):

@@ -18,11 +18,14 @@ INPUT, READ, DECODE, FEATURES, INFERENCE = "input", "read", "decode", "features"
 
 class InputFile(NamedTuple):
     """One input: a URI, the caller's id for it when a manifest gave one, and its version (what the
-    listing or the manifest says identifies this content: transforms.incremental.version_of)."""
+    listing or the manifest says identifies this content: transforms.incremental.version_of); its
+    size and audio duration where the listing or the manifest gives them (a dry run sums them)."""
 
     uri: str
     track_id: Optional[str] = None
     version: Optional[str] = None
+    size: Optional[int] = None  # bytes
+    duration_s: Optional[float] = None
 
 
 @dataclass(frozen=True)

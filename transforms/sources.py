@@ -10,7 +10,7 @@ import csv
 import io
 import os
 import posixpath
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Optional
 
 import fsspec
 import pyarrow.parquet as pq
@@ -59,16 +59,17 @@ def file_identity(uri: str) -> str:
 def merge_names(names: Iterable[InputFile]) -> InputFile | ErrorRecord:
     """All the names one file was given -> one input: the first URI in sort order, with the track_id
     the names agree on (a name without one, e.g. from --input, agrees with any) and the first
-    version one gives. Different track_ids for one file give one ConflictingTrackId error instead:
+    version, size and duration one gives. Different track_ids for one file give one ConflictingTrackId error instead:
     no id is chosen silently."""
     names = sorted(names, key=lambda n: n.uri)
     uri = names[0].uri
-    version = next((n.version for n in names if n.version is not None), None)
+    version, size, duration_s = (next((getattr(n, f) for n in names if getattr(n, f) is not None), None)
+                                 for f in ("version", "size", "duration_s"))
     ids = sorted({n.track_id for n in names if n.track_id is not None})
     if len(ids) > 1:
         conflict = TaggingError("ConflictingTrackId", f"named with {len(ids)} track_ids: {', '.join(map(repr, ids))}")
         return ErrorRecord.of(InputFile(uri, version=version), conflict)
-    return InputFile(uri, ids[0] if ids else None, version)
+    return InputFile(uri, ids[0] if ids else None, version, size, duration_s)
 
 
 def _is_audio_name(path: str) -> bool:
@@ -101,7 +102,7 @@ def expand_input(pattern: str) -> Iterator[InputFile]:
         found = {}
     if not found:
         raise NoMatch(f"no file matches {pattern!r}")
-    yield from (InputFile(uri(p), None, version_of(found[p])) for p in sorted(found))
+    yield from (InputFile(uri(p), None, version_of(found[p]), found[p].get("size")) for p in sorted(found))
 
 
 def check_input(pattern: str) -> None:
@@ -147,7 +148,7 @@ def read_manifest(manifest: str) -> Iterator[InputFile]:
     .txt: one URI a line (blank lines and lines starting with # are skipped); .csv (with a header
     row) and .parquet: a `uri` column, an optional `track_id` column, carried into every output, and
     an optional `version` column: what identifies the file's content (any string that changes when
-    it does). A file whose version the manifest does not give gets one from the storage
+    it does), and an optional `duration_s` column (audio seconds: what a dry run adds up). A file whose version the manifest does not give gets one from the storage
     (with_version: a request per file).
     """
     suffix = posixpath.splitext(manifest)[1].lower()
@@ -172,7 +173,17 @@ def read_manifest(manifest: str) -> Iterator[InputFile]:
         if row["uri"] is not None and str(row["uri"]).strip():
             track_id, version = row.get("track_id"), row.get("version")
             yield InputFile(normalise_uri(str(row["uri"])), None if track_id in (None, "") else str(track_id),
-                            None if version in (None, "") else str(version))
+                            None if version in (None, "") else str(version),
+                            duration_s=_optional_float(row.get("duration_s"), manifest))
+
+
+def _optional_float(value, manifest: str) -> Optional[float]:
+    if value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ManifestError(f"manifest {manifest}: duration_s {value!r} is not a number") from None
 
 
 def with_version(file: InputFile) -> InputFile:
@@ -184,6 +195,7 @@ def with_version(file: InputFile) -> InputFile:
 
     try:
         fs, path = url_to_fs(file.uri)
-        return file._replace(version=version_of(fs.info(path)))
+        info = fs.info(path)
+        return file._replace(version=version_of(info), size=info.get("size"))
     except Exception:  # noqa: BLE001 - reading it will say what is wrong
         return file
