@@ -8,9 +8,11 @@ ORIGINAL := $(BUILD)/musicnn-$(MUSICNN_VERSION)
 MODELS   := $(BUILD)/models
 DEMO     := $(BUILD)/demo-catalogue
 DEMO_OUT := $(BUILD)/demo-output
+AIRFLOW_VENV := $(BUILD)/airflow-venv
 
 export MUSICNN_BEAM_MODELS := $(abspath $(MODELS))
 export MUSICNN_ORIGINAL := $(abspath $(ORIGINAL))
+export MUSICNN_BEAM_AIRFLOW_VENV := $(abspath $(AIRFLOW_VENV))
 
 FUZZ_SECONDS ?= 600
 
@@ -50,7 +52,19 @@ run: models $(DEMO)/.written
 	$(PY) -m pipeline --input $(DEMO) --output $(DEMO_OUT)
 	$(PY) -m pipeline.report $(DEMO_OUT)
 
-test: models
+# Airflow pins hundreds of packages of its own (protobuf, grpcio, google-*), so it gets its own venv,
+# pinned in deploy/airflow/requirements.txt only; the DAG runs the pipeline with .venv's python.
+# tests/test_airflow.py runs the DAG in it.
+.PHONY: airflow
+airflow: $(AIRFLOW_VENV)/.installed
+$(AIRFLOW_VENV)/.installed: deploy/airflow/requirements.txt
+	rm -rf $(AIRFLOW_VENV)
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -r deploy/airflow/requirements.txt
+	touch $@
+
+test: models airflow
 	$(PY) -m pytest
 
 bench: models
@@ -69,3 +83,20 @@ $(VENV)/.fuzz-installed: $(VENV)/.installed
 
 clean:
 	rm -rf $(BUILD) $(VENV)
+
+# Dataflow (README, "From a bucket of audio to a Dataflow GPU job"): the worker image, which is also
+# the Flex Template's launcher image, and the template spec built from it and deploy/dataflow/metadata.json.
+#   make worker-image flex-template IMAGE=us-central1-docker.pkg.dev/PROJECT/musicnn-beam/worker:0.1.0 TEMPLATE_BUCKET=BUCKET
+FLEX_TEMPLATE = gs://$(TEMPLATE_BUCKET)/templates/musicnn-beam.json
+.PHONY: worker-image flex-template
+
+worker-image:
+	$(if $(IMAGE),,$(error set IMAGE, the worker image to build and push, e.g. IMAGE=us-central1-docker.pkg.dev/PROJECT/musicnn-beam/worker:0.1.0))
+	docker build -t $(IMAGE) .
+	docker push $(IMAGE)
+
+flex-template:
+	$(if $(IMAGE),,$(error set IMAGE, the pushed worker image (make worker-image), e.g. IMAGE=us-central1-docker.pkg.dev/PROJECT/musicnn-beam/worker:0.1.0))
+	$(if $(TEMPLATE_BUCKET),,$(error set TEMPLATE_BUCKET, the bucket (a name, no gs://) that holds the template spec))
+	gcloud dataflow flex-template build $(FLEX_TEMPLATE) --image $(IMAGE) --sdk-language PYTHON \
+		--metadata-file deploy/dataflow/metadata.json

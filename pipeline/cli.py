@@ -18,15 +18,17 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
 import uuid
 from importlib import metadata
-from typing import Iterator, Optional
+from typing import Iterator, NamedTuple, Optional
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, _BeamArgumentParser
+from apache_beam.runners.runner import PipelineResult
 
 from models.recipe import RecipeError
 from models.registry import DEFAULT_MODEL, PRECISIONS, ModelNotFound, resolve_model
@@ -205,7 +207,7 @@ def pipeline_options(beam_args: list[str]) -> tuple[PipelineOptions, object]:
     return options, FnApiRunner()
 
 
-def run(argv: list[str]) -> tuple[str, str]:
+def run(argv: list[str]) -> "Launched":
     parser = build_parser()
     own_flags = {flag for action in parser._actions for flag in action.option_strings}
     try:
@@ -232,6 +234,7 @@ def run(argv: list[str]) -> tuple[str, str]:
     with native_stderr_silenced(not args.verbose):
         from pipeline.graph import CommitRun, InputSpec, PlanRun, StoreRun, TagCatalogue, TagSettings
         from transforms.incremental import RunFacts
+        from transforms.tally import RunTally
 
     run_tag = f"{local_temp_prefix(args.output)}{uuid.uuid4().hex[:12]}"
     remove_local_temp(local_temp_prefix(args.output))  # what a killed run on this output left
@@ -240,21 +243,30 @@ def run(argv: list[str]) -> tuple[str, str]:
                            max_duration_s=args.max_duration, decode_timeout_s=args.decode_timeout, run_tag=run_tag)
     facts = RunFacts(run_id=store.new_run_id(), model=model.name, fingerprint=model.fingerprint(),
                      settings=settings.key, retag=args.retag)
-    runner = options.view_as(StandardOptions).runner or "FnApiRunner (in-process)"
+    runner = options.view_as(StandardOptions).runner
+    # Workers on this machine tally into a folder the progress line reads; remote ones: metrics only.
+    progress_folder = tempfile.mkdtemp(prefix=f"{run_tag}-progress-") if runner in LOCAL_RUNNERS else None
     state_files = () if state_version is None else tuple(store.state_files(args.output, state_version))
     run = StoreRun(output=args.output, facts=facts, state_version=state_version, state_files=state_files,
-                   row={"started": time.time(), "package_version": package_version(), "runner": runner,
-                        "classes": model.classes})
+                   row={"started": time.time(), "package_version": package_version(),
+                        "runner": runner or "FnApiRunner (in-process)", "classes": model.classes},
+                   tally=RunTally(progress_folder))
     specs = [InputSpec(pattern=p) for p in args.input] + [InputSpec(manifest=m) for m in args.manifest]
+    pipeline = beam.Pipeline(runner=local_runner, options=options)
+    inputs = pipeline | "Inputs" >> beam.Create(specs)
+    if args.dry_run:
+        _ = inputs | "Plan" >> PlanRun(run)
+    else:
+        _ = inputs | "Tag" >> TagCatalogue(settings, run) | "Commit" >> CommitRun(run)
     try:
-        with beam.Pipeline(runner=local_runner, options=options) as p:
-            inputs = p | "Inputs" >> beam.Create(specs)
-            if args.dry_run:
-                _ = inputs | "Plan" >> PlanRun(run)
-            else:
-                _ = inputs | "Tag" >> TagCatalogue(settings, run) | "Commit" >> CommitRun(run)
+        with showing_progress(progress_folder):
+            result = pipeline.run()
+            result.wait_until_finish()
+        template = written_template(result, options)
+        if template:
+            raise TemplateWritten(template)
         if args.dry_run:
-            raise DryRunDone(plan_line(p.result))
+            raise DryRunDone(plan_line(result))
     except Exception as exc:
         for known in (store.StoreConflict, NoMatch, ManifestError):  # Beam re-raises what a step raised, wrapped
             if known.__name__ in str(exc) or isinstance(exc, known):
@@ -262,11 +274,48 @@ def run(argv: list[str]) -> tuple[str, str]:
         raise
     finally:
         remove_local_temp(run_tag)
-    return args.output, facts.run_id
+    return Launched(args.output, facts.run_id, result)
+
+
+class Launched(NamedTuple):
+    """A finished run: its store, its id and Beam's result (the run's metrics)."""
+
+    output: str
+    run_id: str
+    result: PipelineResult
+
+
+@contextlib.contextmanager
+def showing_progress(folder: Optional[str]) -> Iterator[None]:
+    if folder is None:
+        yield
+        return
+    from pipeline.progress import ProgressLine
+
+    with ProgressLine(folder, prefix=f"{PROG}: "):
+        yield
 
 
 class DryRunDone(Exception):
     """A dry run has planned: its one line."""
+
+
+class TemplateWritten(Exception):
+    """DataflowRunner wrote the job to --template_location instead of submitting it: nothing ran (yet)."""
+
+
+def written_template(result, options: PipelineOptions) -> Optional[str]:
+    """Where the job went when DataflowRunner wrote it as a template (--template_location: our classic
+    template build, and every Flex Template launch, whose launcher asks for one) rather than running
+    it; None when a job ran."""
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
+
+    location = options.view_as(GoogleCloudOptions).template_location
+    if not location:
+        return None
+    from apache_beam.runners.dataflow.dataflow_runner import DataflowPipelineResult
+
+    return location if isinstance(result, DataflowPipelineResult) and not result.has_job else None
 
 
 def plan_line(result) -> str:
@@ -276,16 +325,23 @@ def plan_line(result) -> str:
     from pipeline.graph import METRICS
     from transforms.incremental import REASONS
 
-    counters = result.metrics().query(MetricsFilter().with_namespace(METRICS))["counters"]
-    plan = {c.key.metric.name.removeprefix("plan: "): c.committed for c in counters
-            if c.key.metric.name.startswith("plan: ")}
+    counters = {c.key.metric.name: c.committed
+                for c in result.metrics().query(MetricsFilter().with_namespace(METRICS))["counters"]}
+    plan = {name.removeprefix("plan: "): n for name, n in counters.items() if name.startswith("plan: ")}
     reasons = {r: plan.pop(r) for r in REASONS if plan.get(r)}
     skipped, removed = plan.pop("skipped", 0), plan.pop("removed", 0)
     to_tag = sum(reasons.values())
     listed = to_tag + skipped + sum(plan.values())
-    why = f" ({', '.join(f'{n} {r}' for r, n in reasons.items())})" if reasons else ""
+    why = [f"{n} {r}" for r, n in reasons.items()]
+    for amount, known, unit in ((f"{counters.get('to tag: bytes', 0) / 1e6:,.1f}",
+                                 counters.get("to tag: files with a size", 0), "MB to read"),
+                                (f"{counters.get('to tag: audio ms', 0) / 3.6e6:,.2f}",
+                                 counters.get("to tag: files with a duration", 0), "audio h")):
+        if known:
+            why.append(f"{amount} {unit}" + ("" if known == to_tag else f" for {known} of them"))
+    detail = f" ({', '.join(why)})" if why else ""
     failing = "".join(f", {n} {kind}" for kind, n in sorted(plan.items()))
-    return (f"dry run: {listed} listed: {to_tag} to tag{why}, {skipped} skipped, {removed} to mark removed"
+    return (f"dry run: {listed} listed: {to_tag} to tag{detail}, {skipped} skipped, {removed} to mark removed"
             f"{failing}; nothing tagged or written")
 
 
@@ -352,7 +408,7 @@ def local_temp_prefix(output: str) -> str:
 def remove_local_temp(prefix: str) -> None:
     for path in glob.glob(os.path.join(glob.escape(tempfile.gettempdir()), prefix) + "*"):
         try:
-            os.remove(path)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)  # the progress folder, model files
         except OSError:
             pass  # gone already, or not ours to remove
 
@@ -363,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     if "--verbose" not in argv:
         quiet_console()
     try:
-        output, run_id = run(argv)
+        output, run_id, _ = run(argv)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
@@ -372,6 +428,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.status
     except DryRunDone as done:
         print(f"{PROG}: {done}")
+        return 0
+    except TemplateWritten as written:
+        print(f"{PROG}: wrote the Dataflow job template to {written}; nothing was tagged")
         return 0
     from pipeline.report import run_line
 
