@@ -1,0 +1,3 @@
+from models.quiet import import_tensorflow_quietly
+
+import_tensorflow_quietly()  # before any module of this package imports it

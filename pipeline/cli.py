@@ -30,6 +30,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, _BeamArgumentParser
 from apache_beam.runners.runner import PipelineResult
 
+from models.quiet import QUIET_ENV, native_stderr_silenced
 from models.recipe import RecipeError
 from models.registry import DEFAULT_MODEL, PRECISIONS, ModelNotFound, resolve_model
 from pipeline.config import ConfigError, expand_config
@@ -259,7 +260,7 @@ def run(argv: list[str]) -> "Launched":
     else:
         _ = inputs | "Tag" >> TagCatalogue(settings, run) | "Commit" >> CommitRun(run)
     try:
-        with showing_progress(progress_folder):
+        with showing_progress(progress_folder), workers_quiet(not args.verbose):
             result = pipeline.run()
             result.wait_until_finish()
         template = written_template(result, options)
@@ -294,6 +295,20 @@ def showing_progress(folder: Optional[str]) -> Iterator[None]:
 
     with ProgressLine(folder, prefix=f"{PROG}: "):
         yield
+
+
+@contextlib.contextmanager
+def workers_quiet(quiet: bool) -> Iterator[None]:
+    """Worker processes started meanwhile on this machine import TensorFlow quietly (models/quiet.py)."""
+    before = os.environ.get(QUIET_ENV)
+    os.environ[QUIET_ENV] = "1" if quiet else "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[QUIET_ENV]
+        else:
+            os.environ[QUIET_ENV] = before
 
 
 class DryRunDone(Exception):
@@ -368,35 +383,16 @@ def package_version() -> str:
         return "unknown"
 
 
-@contextlib.contextmanager
-def native_stderr_silenced(silenced: bool = True) -> Iterator[None]:
-    """File descriptor 2 goes to /dev/null meanwhile. TensorFlow's C++ logging writes its import-time
-    notes ("oneDNN custom operations are on", "Could not find cuda drivers") there directly, past
-    TF_CPP_MIN_LOG_LEVEL and Python's sys.stderr. A failed import still raises; Python prints it
-    after."""
-    if not silenced:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    os.close(devnull)
-    try:
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def quiet_console() -> None:
     """A plain run prints its summary, real warnings and errors only: TensorFlow's and CUDA's later
-    notes (e.g. "failed call to cuInit" on a machine without a GPU) are not logged, and Beam's
-    worker does not log a step's failure that the run reports itself in one line."""
+    notes (e.g. "failed call to cuInit" on a machine without a GPU) are not logged, and Beam's worker
+    does not log a step's failure that the run reports itself in one line."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     for name in ("apache_beam.runners.common", "apache_beam.runners.worker.sdk_worker"):
         logging.getLogger(name).setLevel(logging.CRITICAL)  # they log, with its traceback, what the run raises
+    # Worker processes' own log lines, relayed at their level: their start-up notes are warnings
+    # ("No semi_persistent_directory found"); their errors still show.
+    logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
 
 
 def local_temp_prefix(output: str) -> str:
@@ -408,9 +404,24 @@ def local_temp_prefix(output: str) -> str:
 def remove_local_temp(prefix: str) -> None:
     for path in glob.glob(os.path.join(glob.escape(tempfile.gettempdir()), prefix) + "*"):
         try:
-            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)  # the progress folder, model files
+            if os.path.isdir(path):  # the progress folder
+                _remove_folder(path)
+            else:  # Beam's shared-model files
+                os.remove(path)
         except OSError:
             pass  # gone already, or not ours to remove
+
+
+def _remove_folder(path: str) -> None:
+    """Workers' tally threads may still write into it: moved aside first, so that none can put a file
+    back while it is being emptied."""
+    gone = f"{path}.removed"
+    os.rename(path, gone)
+    for _ in range(3):
+        shutil.rmtree(gone, ignore_errors=True)
+        if not os.path.exists(gone):
+            return
+        time.sleep(0.1)
 
 
 def main(argv: list[str] | None = None) -> int:

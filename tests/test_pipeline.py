@@ -206,6 +206,21 @@ def test_a_plain_run_prints_its_line_and_nothing_else(tmp_path, wav16k):
     assert "1 listed, 1 skipped, 0 tagged" in verbose.stdout
 
 
+def test_worker_processes_are_quiet_too_and_leave_no_progress_folder(tmp_path, wav16k):
+    """Two worker processes (multi_processing): they import TensorFlow quietly and their start-up
+    warnings are not relayed; their progress files, written to the last moment, are removed."""
+    import glob
+    import tempfile
+
+    from pipeline.cli import local_temp_prefix
+
+    output = str(tmp_path / "store")
+    run = _cli("--input", wav16k, "--output", output, "--direct_num_workers=2")
+    assert run.returncode == 0 and run.stderr == "", run.stderr
+    assert "1 listed, 0 skipped, 1 tagged" in run.stdout
+    assert glob.glob(f"{tempfile.gettempdir()}/{local_temp_prefix(output)}*") == []
+
+
 def test_a_killed_run_leaves_no_decoder_behind(tmp_path, wav16k):
     """SIGKILL the CLI while a decoder child is stuck: the child dies with it (and a stuck child
     would not notice its closed pipe)."""

@@ -56,6 +56,27 @@ def test_a_tally_writes_this_processes_counts_and_stops_when_the_folder_goes(tmp
     assert os.listdir(tmp_path) == [f"{os.getpid()}.json"]
 
 
+def test_a_progress_folder_that_workers_still_write_into_is_removed(tmp_path, monkeypatch):
+    """The launcher removes the folder while a worker's tally thread may still be writing into it."""
+    import tempfile
+
+    from pipeline.cli import remove_local_temp
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(tally, "WRITE_EVERY_S", 0.0005)
+    folder = tmp_path / "musicnn-beam-test-run-progress-x"
+    folder.mkdir()
+    counts = RunTally(str(folder))
+    stop = time.monotonic() + 0.5
+    while time.monotonic() < stop:
+        counts.tagged(1.0)
+        if list(folder.glob("*.json")):
+            break
+    remove_local_temp("musicnn-beam-test-run")
+    time.sleep(0.05)
+    assert list(tmp_path.iterdir()) == []
+
+
 class FakeClock:
     def __init__(self):
         self.now = 1000.0

@@ -18,9 +18,9 @@ import functools
 from typing import Callable
 
 import numpy as np
-import tensorflow as tf
 
-from models.recipe import FeatureRecipe
+from models.recipe import FeatureRecipe  # first: the models package imports TensorFlow quietly (models/quiet.py)
+import tensorflow as tf  # noqa: E402 - see above
 
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
