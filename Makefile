@@ -51,6 +51,7 @@ run: models $(DEMO)/.written
 	@test -d $(DEMO_OUT)/runs/_delta_log || rm -rf $(DEMO_OUT)
 	$(PY) -m pipeline --input $(DEMO) --output $(DEMO_OUT)
 	$(PY) -m pipeline.report $(DEMO_OUT)
+	$(PY) -m pipeline.report $(DEMO_OUT) --html $(BUILD)/demo-report.html
 
 # Airflow pins hundreds of packages of its own (protobuf, grpcio, google-*), so it gets its own venv,
 # pinned in deploy/airflow/requirements.txt only; the DAG runs the pipeline with .venv's python.
@@ -64,12 +65,19 @@ $(AIRFLOW_VENV)/.installed: deploy/airflow/requirements.txt
 	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -r deploy/airflow/requirements.txt
 	touch $@
 
-test: models airflow
+# tests/test_html_report.py opens the HTML report in headless Chromium: Debian's package (root, as here and in CI).
+.PHONY: chromium
+chromium: /usr/bin/chromium
+/usr/bin/chromium:
+	apt-get update && apt-get install -y --no-install-recommends chromium
+
+test: models airflow chromium
 	$(PY) -m pytest
 
 bench: models
 	$(PY) -m bench.run
 	$(PY) -m bench.skip --append
+	$(PY) -m bench.similar --append
 
 # Coverage-guided fuzzing of decoding; what it finds lands in tests/fuzz_findings/ (see tests/fuzz_decode.py).
 fuzz: $(VENV)/.fuzz-installed

@@ -59,6 +59,26 @@ def ensure_corpus(minutes: float) -> list[Path]:
     return files
 
 
+ALBUM_SECONDS = (195.0, 240.0, 282.0, 213.0, 300.0, 186.0, 258.0, 225.0, 270.0, 204.0)  # 3 to 5 minutes
+
+
+def ensure_album() -> list[Path]:
+    """10 tracks of 3 to 5 minutes (an album, or a night's new files), mp3 and flac, 44.1 kHz stereo."""
+    folder = AUDIO_DIR / "album"
+    plan = [{"name": f"album{i:02d}.{'mp3' if i % 2 == 0 else 'flac'}", "seed": 6000 + i, "duration_s": seconds,
+             "codec": "mp3" if i % 2 == 0 else "flac"} for i, seconds in enumerate(ALBUM_SECONDS)]
+    manifest = {"sample_rate": SAMPLE_RATE, "channels": CHANNELS, "tracks": plan}
+    files = [folder / t["name"] for t in plan]
+    if _cached(folder / "manifest.json", manifest, files):
+        return files
+    folder.mkdir(parents=True, exist_ok=True)
+    for track, path in zip(plan, files):
+        print(f"  generating {path.relative_to(ROOT)} ({track['duration_s']:.0f} s {track['codec']})", flush=True)
+        _write(path, _synth(track["seed"], track["duration_s"]), track["codec"])
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return files
+
+
 def ensure_long_track(minutes: float, seed: int) -> Path:
     """One 44.1 kHz stereo flac of `minutes`, synthesised in SEGMENT_S pieces with seeds seed, seed+1, ..."""
     path = AUDIO_DIR / f"long-{minutes:g}min.flac"
@@ -130,9 +150,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--long", type=float, action="append", default=[], help="minutes of a long track; repeatable")
     parser.add_argument("--hours", type=float, action="append", default=[],
                         help="hours of a 16 kHz mono wav (memory); repeatable")
+    parser.add_argument("--album", action="store_true", help="also the 10-track album (3 to 5 minutes each)")
     parser.add_argument("--result")
     args = parser.parse_args(argv)
     result = {"corpus": [str(p) for p in ensure_corpus(args.minutes)],
+              "album": [str(p) for p in ensure_album()] if args.album else [],
               "long": {f"{m:g}": str(ensure_long_track(m, LONG_SEEDS.get(int(m), 4000 + int(m)))) for m in args.long},
               "hours": {f"{h:g}": str(ensure_hours_wav(h)) for h in args.hours}}
     if args.result:

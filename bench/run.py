@@ -83,9 +83,9 @@ def measure_stage(stage: str, label: str, files: list[Path], extra: tuple[str, .
     return Row(label, result["audio_s"], result["seconds"], result["cpu_s"], measured.peak_rss_mib, "stage only")
 
 
-def twice(files: list[Path]) -> Path:
+def twice(files: list[Path], name: str = "corpus-twice") -> Path:
     """A folder holding every corpus file under two names: the CLI tags it as twice the corpus."""
-    folder = OUT_DIR / "corpus-twice"
+    folder = OUT_DIR / name
     folder.mkdir()
     for copy in ("a", "b"):
         for f in files:
@@ -104,6 +104,60 @@ def measure_model(precision: str) -> list[Row]:
     best = max(rows, key=lambda r: r.rate or 0)
     return rows + [Row(f"{label}, best (batch {best.what.rsplit(' ', 1)[1]})", best.audio_s, best.wall_s, best.cpu_s,
                        best.rss_mib, best.note)]
+
+
+def measure_import_tensorflow(rounds: int = 3) -> list[Row]:
+    """`import tensorflow` alone, as a user's bare interpreter does it (Keras included): the yardstick of
+    the fixed cost. The best of `rounds` fresh processes."""
+    runs = [run_measured([sys.executable, "-c", "import tensorflow"], LOGS / f"import-tensorflow-{i}.log")
+            for i in range(rounds)]
+    best = min(runs, key=lambda m: m.wall_s)
+    return [Row("(g) `import tensorflow` alone, a bare interpreter", None, best.wall_s, best.cpu_s, best.peak_rss_mib,
+                f"best of {rounds}: {', '.join(f'{m.wall_s:.2f}' for m in runs)} s")]
+
+
+def best_cli(label: str, inputs: list[Path], name: str, rounds: int = 2) -> list[Row]:
+    """measure_cli `rounds` times on fresh stores; the fastest, with every time in its note."""
+    rows = [measure_cli(label, inputs, f"{name}-{i}", [], None)[0] for i in range(rounds)]
+    best = min(rows, key=lambda r: r.wall_s or float("inf"))
+    return [Row(best.what, best.audio_s, best.wall_s, best.cpu_s, best.rss_mib,
+                f"{best.note}; best of {rounds}: {', '.join(_fmt(r.wall_s) for r in rows)} s")]
+
+
+def startup_rows(album: list[Path], clip: Path) -> list[Row]:
+    """What a run pays besides tagging: `import tensorflow` alone, the CLI on a 3-s clip, on a 10-track
+    album once and twice (the difference is the steady state), and the model alone."""
+    rows = attempt("import tensorflow alone", measure_import_tensorflow)
+    rows += attempt("CLI, a 3-s clip", lambda: best_cli("(g0) our CLI, defaults, one 3-s clip", [clip], "cli-clip", 3))
+    rows += attempt("CLI, the album", lambda: best_cli(
+        f"(g1) our CLI, defaults, the album ({len(album)} tracks of 3-5 min)", [album[0].parent], "cli-album"))
+    rows += attempt("CLI, the album twice", lambda: best_cli(
+        f"(g2) our CLI, defaults, the album twice ({2 * len(album)} files)", [twice(album, "album-twice")],
+        "cli-album-twice"))
+    rows += attempt("model float32", lambda: measure_model("float32"))
+    return rows
+
+
+def startup_lines(rows: list[Row]) -> list[str]:
+    """Issue 14's three ratios, from startup_rows."""
+    tf_alone = next((r for r in rows if r.what.startswith("(g) ") and r.wall_s), None)
+    clip, once, doubled = (next((r for r in rows if r.what.startswith(p) and r.wall_s), None)
+                           for p in ("(g0)", "(g1)", "(g2)"))
+    model = find(rows, "(c) model alone, float32, best")
+    lines = []
+    if tf_alone and clip:
+        lines.append(f"- Fixed cost: the clip run {clip.wall_s:.2f} s - `import tensorflow` alone {tf_alone.wall_s:.2f} s "
+                     f"= **{clip.wall_s - tf_alone.wall_s:+.2f} s** (target: at most +1.0 s)")
+    if once and doubled and once.rate and doubled.wall_s > once.wall_s:
+        steady = (doubled.audio_s - once.audio_s) / (doubled.wall_s - once.wall_s)
+        lines.append(f"- Steady state, the album's second copy in (g2) over (g1): ({doubled.audio_s:,.0f} - "
+                     f"{once.audio_s:,.0f}) audio s / ({doubled.wall_s:.1f} - {once.wall_s:.1f}) s = {steady:.1f} "
+                     f"audio-s/s; the album's whole-process rate {once.rate:.1f} audio-s/s = **{once.rate / steady:.2f}** "
+                     f"of it (target: at least 0.75)")
+        if model:
+            lines.append(f"- Steady state / model alone (float32, best batch): {steady:.1f} / {model.rate:.1f} = "
+                         f"**{steady / model.rate:.2f}** (target: at least 0.95)")
+    return lines
 
 
 def attempt(label: str, measure: Callable[[], list[Row]]) -> list[Row]:
@@ -171,8 +225,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--minutes", type=float, default=20.0, help="minutes of audio in the corpus (default 20)")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md", help="file the results are appended to")
     parser.add_argument("--skip-long", action="store_true", help="skip the 60-minute and 10-hour tracks")
-    parser.add_argument("--only", choices=["hostile"], help="only the rows of one group: hostile = decoding "
-                        "isolation's cost and the 10-hour track")
+    parser.add_argument("--only", choices=["hostile", "startup"], help="only the rows of one group: hostile = "
+                        "decoding isolation's cost and the 10-hour track; startup = the fixed cost and a 10-track "
+                        "album once and twice")
     return parser.parse_args(argv)
 
 
@@ -199,9 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     LOGS.mkdir(parents=True)
     print("Audio (generated once, cached under build/bench-audio/):", flush=True)
     long_minutes = [] if args.only else [5] if args.skip_long else [5, 60]
-    clips = [] if args.only else [STARTUP_CLIP_MIN]
-    hours = [] if args.skip_long else ["--hours", "6", "--hours", "10"]
-    audio = run_json("bench.corpus", ["--minutes", f"{args.minutes:g}", *hours,
+    clips = [] if args.only == "hostile" else [STARTUP_CLIP_MIN]
+    hours = [] if args.skip_long or args.only == "startup" else ["--hours", "6", "--hours", "10"]
+    album = [] if args.only == "hostile" else ["--album"]
+    audio = run_json("bench.corpus", ["--minutes", f"{args.minutes:g}", *hours, *album,
                                       *[a for m in [*clips, *long_minutes] for a in ("--long", f"{m:g}")]],
                      "corpus.log")
     files = [Path(p) for p in audio["corpus"]]
@@ -209,10 +265,13 @@ def main(argv: list[str] | None = None) -> int:
     print("Measuring (each in a fresh process):", flush=True)
     if args.only == "hostile":
         return _append(args, hostile_rows(files, ten_hours), None, files, [])
+    startup_clip = Path(audio["long"][f"{STARTUP_CLIP_MIN:g}"])
+    album = [Path(p) for p in audio["album"]]
+    if args.only == "startup":
+        return _append(args, startup_rows(album, startup_clip), None, files, [])
 
     corpus_dir = files[0].parent
     long_tracks = [(m, Path(audio["long"][str(m)])) for m in long_minutes]
-    startup_clip = Path(audio["long"][f"{STARTUP_CLIP_MIN:g}"])
     rows: list[Row] = []
     decode_rows = attempt("decode", lambda: [measure_stage("decode", "(c) decode + resample alone (1 thread)", files)])
     audio_s = decode_rows[0].audio_s  # the corpus's total decoded duration
@@ -237,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.skip_long:
         rows.append(Row("(d) our CLI, one 60-min track: skipped", note="--skip-long"))
     rows += hostile_rows(files, ten_hours)
+    rows += startup_rows(album, startup_clip)
     return _append(args, rows, audio_s, files, precision_notes)
 
 
@@ -246,11 +306,12 @@ def _append(args: argparse.Namespace, rows: list[Row], audio_s: float | None, fi
     original = find(rows, "(b) original")
     table = render_table(rows, original.rate if original else None)
     n_mp3 = sum(f.suffix == ".mp3" for f in files)
-    audio_s = audio_s or (rows[0].audio_s if rows else None)
-    scope = ", only the hostile-input rows (--only hostile)" if args.only else ""
+    audio_s = audio_s or (rows[0].audio_s if rows and args.only != "startup" else None)
+    scope = f", only the {args.only} rows (--only {args.only})" if args.only else ""
     title = (f"`make bench`{scope}, {audio_s / 60:.1f} min corpus ({len(files)} tracks of 150-160 s, {n_mp3} mp3 + "
-             f"{len(files) - n_mp3} flac, 44.1 kHz stereo), model {MODEL}" if audio_s else "`make bench`")
-    notes = derived_lines(rows) + isolation_lines(rows) + precision_notes + [
+             f"{len(files) - n_mp3} flac, 44.1 kHz stereo), model {MODEL}" if audio_s else
+             f"`make bench`{scope}, model {MODEL}")
+    notes = derived_lines(rows) + startup_lines(rows) + isolation_lines(rows) + precision_notes + [
         "- Whole-process rows include interpreter start, imports (TensorFlow, Beam) and model load; stage rows "
         "time the stage alone after a warm-up. CPU s / wall s = cores in use. x original = audio-s/s over (b)'s.",
         f"- Peak RSS is each process's own (os.wait4); Linux counts in it the launcher's RSS at fork, here "

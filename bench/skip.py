@@ -42,16 +42,17 @@ def synthesise_store(output: Path, n: int, fingerprint: str, classes: list[str])
         versions = [f"etag=synthetic{i};size={1000 + i}" for i in ids]
         activations = rng.random((len(uris), len(classes)), dtype=np.float32)
         top = [[classes[j] for j in np.argsort(-a)[:5]] for a in activations]
+        embeddings = rng.random((len(uris), 200), dtype=np.float32).tolist()
         tracks = {"uri": uris, "track_id": [None] * len(uris), "n_patches": [10] * len(uris),
                   "padded": [False] * len(uris), "duration_s": [30.0] * len(uris), "sample_rate": [44100] * len(uris),
                   "channels": [2] * len(uris), "activations": activations.tolist(),
-                  "embedding": rng.random((len(uris), 200), dtype=np.float32).tolist(), "top_tags": top,
+                  "embedding": embeddings, "top_tags": top,
                   "model": [MODEL] * len(uris), "version": versions, "run_id": [run_id] * len(uris)}
         current = {"uri": uris, "model": [MODEL] * len(uris), "status": ["tracked"] * len(uris),
                    "track_id": [None] * len(uris), "version": versions, "fingerprint": [fingerprint] * len(uris),
                    "settings": [SETTINGS] * len(uris), "run_id": [run_id] * len(uris), "top_tags": top,
                    "activations": activations.tolist(), "duration_s": [30.0] * len(uris),
-                   "error": [None] * len(uris), "message": [None] * len(uris)}
+                   "error": [None] * len(uris), "message": [None] * len(uris), "embedding": embeddings}
         for table, columns in (("tracks", tracks), ("current", current)):
             folder = output / table if table == "tracks" else output / store.STAGING / run_id / "current"
             folder.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,12 @@
 """Print a store's current view: per model, every file's latest result (top tags, error or removed),
-and the last run.
+and the last run; or write it as an HTML page (pipeline/html_report.py).
 
     python -m pipeline.report OUTPUT      (a local folder or a URI: s3://..., gs://...)
+    python -m pipeline.report OUTPUT --html FILE [--track URI ...] [--model NAME]
 """
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import sys
@@ -51,9 +53,14 @@ def _read_rows(output: str, table: str) -> list[dict]:
         raise ReportError(f"cannot read {join(output, table)}: {type(exc).__name__}: {message}") from exc
 
 
-def format_report(output: str, top: int = 3) -> str:
-    current = sorted(_read_rows(output, "current"), key=lambda r: (r["model"], r["status"] != "tracked", r["uri"]))
-    runs = sorted(_read_rows(output, "runs"), key=lambda r: r["finished"])
+def format_report(output: str, top: int = 3, model: str | None = None) -> str:
+    """The text report; model: that model's rows only (None: every model's)."""
+    current = sorted((r for r in _read_rows(output, "current") if model is None or r["model"] == model),
+                     key=lambda r: (r["model"], r["status"] != "tracked", r["uri"]))
+    if model is not None and not current:
+        raise ReportError(f"no model {model!r} in {join(output, 'current')}")
+    runs = sorted((r for r in _read_rows(output, "runs") if model is None or r["model"] == model),
+                  key=lambda r: r["finished"])
     prefix = common_prefix([r["uri"] for r in current])
     width = max([len(r["uri"].removeprefix(f"{prefix}/") if prefix else r["uri"]) for r in current] + [5])
     lines = [f"under {prefix}/"] if prefix else []
@@ -86,18 +93,51 @@ def run_line(run: dict) -> str:
             f"{run['removed']} removed; model {run['model']} ({run['fingerprint']}), {run['settings']}")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, as every other bad input (argparse adds a usage block)
+        raise ReportError(f"{message} (see python -m pipeline.report --help)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print(f"{PROG}: error: expected one argument, the output folder or URI (got {len(args)})",
-              file=sys.stderr)
-        return 2
+    parser = _Parser(prog="python -m pipeline.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("output", metavar="STORE", help="the store: a local folder or a URI (s3://..., gs://...)")
+    parser.add_argument("--html", metavar="FILE", help="write the report as one self-contained HTML page to FILE "
+                                                       "(local) instead of printing it")
+    parser.add_argument("--track", metavar="URI", action="append", default=[],
+                        help="with --html: a track to show with its taggram and similar tracks, as the store "
+                             "writes its URI (repeatable; default: a sample)")
+    parser.add_argument("--model", metavar="NAME", help="that model's results only (default: every model; "
+                                                        "with --html, the one with the most tracks)")
     try:
-        report = format_report(args[0])
+        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+        if args.track and not args.html:
+            raise ReportError("--track needs --html (the text report lists every track)")
+        if args.html:
+            from transforms.sources import normalise_uri
+            return _write_html(args.output, args.html, args.model, [normalise_uri(u) for u in args.track])
+        report = format_report(args.output, model=args.model)
     except ReportError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     print(report)
+    return 0
+
+
+def _write_html(output: str, path: str, model: str | None, tracks: list[str]) -> int:
+    from pipeline.html_report import render
+    from transforms.catalogue_view import ViewError
+
+    try:
+        page = render(output, model=model, tracks=tracks)
+    except ViewError as exc:
+        raise ReportError(str(exc)) from exc
+    data = page.encode("utf-8")
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        raise ReportError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    print(f"wrote {path} ({len(data) / 1024:.0f} KB)")
     return 0
 
 

@@ -71,6 +71,20 @@ def test_bucket_report_equals_local_report(store, bucket_output, local_output):
 
 
 @pytest.mark.integration
+def test_html_report_of_a_bucket(bucket_output, local_output):
+    """The page reads a store in a bucket as a local one: the same numbers, the same figures."""
+    from pipeline.html_report import render
+
+    def glance(page: str) -> str:
+        return page.split('<h2 id="glance">', 1)[1].split("</table>", 1)[0]
+
+    ours, theirs = render(bucket_output), render(local_output)
+    assert glance(ours) == glance(theirs) and "<td>tracked files</td><td class=\"num\">3</td>" in ours
+    assert ours.count("data-figure=") == theirs.count("data-figure=") == 2 + 3 + 1  # growth, tags, 3 taggrams, map
+    assert ours.count('<table class="similar">') == 3
+
+
+@pytest.mark.integration
 def test_cli_prints_the_report(store, bucket_output, tmp_path):
     done = _report_subprocess([bucket_output], tmp_path)
     assert (done.returncode, done.stderr) == (0, "")

@@ -33,11 +33,11 @@ def run_row(run_id: str) -> dict:
 
 def a_run(output: str, run_id: str, uri: str = "/a.mp3") -> list[dict]:
     track = {"uri": uri, "track_id": None, "n_patches": 1, "padded": False, "duration_s": 3.0, "sample_rate": 16000,
-             "channels": 1, "activations": [0.5], "embedding": [0.1], "top_tags": ["rock"], "model": "m",
+             "channels": 1, "activations": [0.5], "embedding": [0.25], "top_tags": ["rock"], "model": "m",
              "version": "v1", "run_id": run_id}
     current = {"uri": uri, "model": "m", "status": "tracked", "track_id": None, "version": "v1", "fingerprint": "f",
                "settings": "s", "run_id": run_id, "top_tags": ["rock"], "activations": [0.5], "duration_s": 3.0,
-               "error": None, "message": None}
+               "error": None, "message": None, "embedding": [0.25]}
     return [write_files(output, "tracks", [track], run_id), write_files(output, "current", [current], run_id)]
 
 
@@ -135,3 +135,40 @@ def test_an_empty_table_folder_is_one_being_created_not_a_foreign_one(tmp_path):
     (root / "errors").mkdir(parents=True)
     assert store.open_store(str(root)) == 0
     assert (root / "errors" / "_delta_log").is_dir()
+
+
+def test_a_store_written_before_current_had_embeddings_is_upgraded_when_a_run_opens_it(tmp_path):
+    """`current` gained `embedding` (similarity search reads it there): an older store's is added and
+    filled from each tracked row's tracks row, once, by the first run that opens it; a dry run changes
+    nothing; the runs after it write the column."""
+    from deltalake import DeltaTable, write_deltalake
+
+    output = str(tmp_path / "store")
+    old_current = pa.schema([f for f in store.CURRENT_SCHEMA if f.name != "embedding"])
+    tracks = [{"uri": u, "track_id": None, "n_patches": 1, "padded": False, "duration_s": 3.0, "sample_rate": 16000,
+               "channels": 1, "activations": [0.5], "embedding": e, "top_tags": ["rock"], "model": "m",
+               "version": "v1", "run_id": r}
+              for u, e, r in (("/a.mp3", [0.0, 1.0], "R0"), ("/a.mp3", [1.0, 2.0], "R1"), ("/c.mp3", [3.0, 4.0], "R1"))]
+    base = {"model": "m", "track_id": None, "version": "v1", "fingerprint": "f", "settings": "s", "run_id": "R1",
+            "top_tags": None, "activations": None, "duration_s": None, "error": None, "message": None}
+    current = [{**base, "uri": "/a.mp3", "status": "tracked", "top_tags": ["rock"], "activations": [0.5], "duration_s": 3.0},
+               {**base, "uri": "/c.mp3", "status": "removed"},
+               {**base, "uri": "/x.mp3", "status": "error", "error": "NotAudio", "message": "no"}]
+    for name, schema in store.TABLES.items():
+        table = {"tracks": pa.Table.from_pylist(tracks, schema=schema),
+                 "current": pa.Table.from_pylist(current, schema=old_current)}.get(name, schema.empty_table())
+        write_deltalake(store.join(output, name), table)
+    before = DeltaTable(store.join(output, "current")).version()
+
+    assert [r["embedding"] for r in rows(output, "current")] == [None] * 3  # readable before the upgrade
+    assert store.open_store(output, create=False) == before  # a dry run: nothing written
+    assert "embedding" not in DeltaTable(store.join(output, "current")).schema().to_arrow().names
+    version = store.open_store(output)
+    assert version == before + 1  # one commit
+    assert {r["uri"]: r["embedding"] for r in rows(output, "current")} == \
+        {"/a.mp3": [1.0, 2.0], "/c.mp3": None, "/x.mp3": None}  # the same run's tracks row; none where not tracked
+    assert store.open_store(output) == version  # upgraded once
+
+    store.commit_run(output, version, run_row("R2"), a_run(output, "R2", uri="/b.mp3"))
+    assert {r["uri"]: r["embedding"] for r in rows(output, "current")} == \
+        {"/a.mp3": [1.0, 2.0], "/b.mp3": [0.25], "/c.mp3": None, "/x.mp3": None}

@@ -97,7 +97,7 @@ def current_row_of_track(track: dict, run: RunFacts) -> dict:
     return {"uri": track["uri"], "model": run.model, "status": TRACKED, "track_id": track["track_id"],
             "version": track["version"], "fingerprint": run.fingerprint, "settings": run.settings,
             "run_id": run.run_id, "top_tags": track["top_tags"], "activations": track["activations"],
-            "duration_s": track["duration_s"], "error": None, "message": None}
+            "duration_s": track["duration_s"], "error": None, "message": None, "embedding": track["embedding"]}
 
 
 def current_row_of_error(error: dict, run: RunFacts) -> dict:
@@ -105,7 +105,7 @@ def current_row_of_error(error: dict, run: RunFacts) -> dict:
     return {"uri": error["uri"], "model": run.model, "status": ERROR, "track_id": error["track_id"],
             "version": error["version"], "fingerprint": run.fingerprint, "settings": run.settings,
             "run_id": run.run_id, "top_tags": None, "activations": None, "duration_s": None,
-            "error": error["error"], "message": error["message"]}
+            "error": error["error"], "message": error["message"], "embedding": None}
 
 
 def version_of(info: dict) -> Optional[str]:

@@ -83,6 +83,9 @@ CURRENT_SCHEMA = pa.schema([
     ("duration_s", pa.float64()),
     ("error", pa.string()),
     ("message", pa.string()),
+    # Last: a column added after stores were first written; an older store's `current` gets it when a
+    # run opens it (open_store), and Delta appends added columns.
+    ("embedding", pa.list_(pa.float32())),  # the tracks row's (mean over patches), for `tracked`
 ])
 
 RUNS_SCHEMA = pa.schema([
@@ -108,6 +111,9 @@ RUNS_SCHEMA = pa.schema([
 
 HISTORY = {"tracks": TRACKS_SCHEMA, "patches": PATCHES_SCHEMA, "errors": ERRORS_SCHEMA}
 TABLES = {**HISTORY, "current": CURRENT_SCHEMA, "runs": RUNS_SCHEMA}
+# Columns a table gained after stores were first written (each at the table's end): a store without
+# them is upgraded by the first run that opens it, not refused.
+ADDED_COLUMNS = {"current": ("embedding",)}
 STAGING = "_staging"
 APP_ID = "musicnn-beam"
 # A run's files that no commit names (it was killed, or lost a conflict) are removed by a later run
@@ -184,11 +190,30 @@ def open_store(output: str, create: bool = True) -> Optional[int]:
             if name == "current":
                 return None
             continue
-        table = _open_or_create(uri, schema)
-        have = pa.schema(table.schema().to_arrow())
-        if have.names != schema.names:
-            raise StoreError(f"{uri} has columns {', '.join(have.names)}, not this store's {name} table's")
+        have = pa.schema(_open_or_create(uri, schema).schema().to_arrow()).names
+        added = schema.names[len(have):]
+        if have != schema.names[:len(have)] or not set(added) <= set(ADDED_COLUMNS.get(name, ())):
+            raise StoreError(f"{uri} has columns {', '.join(have)}, not this store's {name} table's")
+        if added and create:  # a dry run reads only STATE_COLUMNS, which every version has
+            _add_embedding(output)
     return state_version(output)
+
+
+def _add_embedding(output: str) -> None:
+    """Upgrade the `current` table of a store written before it had `embedding`: add the column and
+    fill it for the tracked rows from their tracks rows (same uri, model and run), in one commit, so
+    that similarity search finds every track without a join against the history. A run that read the
+    state before this commit loses its race (StoreConflict), as against any other commit."""
+    tracks = _delta(join(output, "tracks")).to_pyarrow_dataset()
+    source = tracks.scanner(columns=["uri", "model", "run_id", "embedding"]).to_reader()  # streamed
+    try:
+        (_delta(join(output, "current"))
+         .merge(source, "t.uri = s.uri AND t.model = s.model AND t.run_id = s.run_id AND t.status = 'tracked'",
+                source_alias="s", target_alias="t", merge_schema=True)
+         .when_matched_update({"embedding": "s.embedding"}).execute())
+    except Exception:  # noqa: BLE001 - another run upgraded it first (its commit conflicts with ours)
+        if "embedding" not in pa.schema(_delta(join(output, "current")).schema().to_arrow()).names:
+            raise
 
 
 def state_version(output: str) -> int:
@@ -344,8 +369,13 @@ def _modified(info: dict) -> float:
 
 def read_table(output: str, name: str) -> pa.Table:
     """A table as of its latest commit (what any Delta reader sees), in the README's types (delta-rs
-    reads strings back as string_view)."""
-    return _delta(join(output, name)).to_pyarrow_table().select(TABLES[name].names).cast(TABLES[name])
+    reads strings back as string_view). A column added since the store was written (ADDED_COLUMNS) and
+    not yet there (no run has opened it since) reads as nulls."""
+    table = _delta(join(output, name)).to_pyarrow_table()
+    for column in ADDED_COLUMNS.get(name, ()):
+        if column not in table.column_names:
+            table = table.append_column(TABLES[name].field(column), pa.nulls(len(table), TABLES[name].field(column).type))
+    return table.select(TABLES[name].names).cast(TABLES[name])
 
 
 def new_run_id() -> str:
