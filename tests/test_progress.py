@@ -57,24 +57,35 @@ def test_a_tally_writes_this_processes_counts_and_stops_when_the_folder_goes(tmp
 
 
 def test_a_progress_folder_that_workers_still_write_into_is_removed(tmp_path, monkeypatch):
-    """The launcher removes the folder while a worker's tally thread may still be writing into it."""
+    """The launcher removes the folder while a worker's tally thread is still writing into it: a write
+    between emptying the folder and removing it used to leave both behind."""
     import tempfile
+    import threading
 
     from pipeline.cli import remove_local_temp
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(tally, "WRITE_EVERY_S", 0.0005)
-    folder = tmp_path / "musicnn-beam-test-run-progress-x"
-    folder.mkdir()
-    counts = RunTally(str(folder))
-    stop = time.monotonic() + 0.5
-    while time.monotonic() < stop:
-        counts.tagged(1.0)
-        if list(folder.glob("*.json")):
-            break
-    remove_local_temp("musicnn-beam-test-run")
-    time.sleep(0.05)
-    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(tally, "WRITE_EVERY_S", 0.0)
+    for round_ in range(40):
+        folder = tmp_path / f"musicnn-beam-test-{round_}-progress-x"
+        folder.mkdir()
+        counts, stop = RunTally(str(folder)), threading.Event()
+
+        def count_while_removed() -> None:
+            while not stop.is_set():
+                counts.tagged(1.0)
+
+        counting = threading.Thread(target=count_while_removed)
+        counting.start()
+        try:
+            while not list(folder.glob("*.json")):
+                time.sleep(0.001)
+            remove_local_temp(f"musicnn-beam-test-{round_}")
+        finally:
+            stop.set()
+            counting.join()
+        time.sleep(0.01)
+        assert list(tmp_path.iterdir()) == [], f"left behind in round {round_}"
 
 
 class FakeClock:
