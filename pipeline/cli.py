@@ -235,6 +235,7 @@ def run(argv: list[str]) -> "Launched":
     with native_stderr_silenced(not args.verbose):
         from pipeline.graph import CommitRun, InputSpec, PlanRun, StoreRun, TagCatalogue, TagSettings
         from transforms.incremental import RunFacts
+        from transforms.inference import ModelLoadFailed
         from transforms.tally import RunTally
 
     run_tag = f"{local_temp_prefix(args.output)}{uuid.uuid4().hex[:12]}"
@@ -269,9 +270,10 @@ def run(argv: list[str]) -> "Launched":
         if args.dry_run:
             raise DryRunDone(plan_line(result))
     except Exception as exc:
-        for known in (store.StoreConflict, NoMatch, ManifestError):  # Beam re-raises what a step raised, wrapped
+        status = {store.StoreConflict: 3, NoMatch: 2, ManifestError: 2, ModelLoadFailed: 1}
+        for known, code in status.items():  # Beam re-raises what a step raised, wrapped
             if known.__name__ in str(exc) or isinstance(exc, known):
-                raise RunFailed(_one_line(exc, known), 3 if known is store.StoreConflict else 2) from exc
+                raise RunFailed(_one_line(exc, known), code) from exc
         raise
     finally:
         remove_local_temp(run_tag)

@@ -21,7 +21,7 @@ from transforms.decoders import DEFAULT_STALL_TIMEOUT_S
 from transforms.errors import TaggingError
 from transforms.extract import ERRORS, ExtractFeatures
 from transforms.incremental import Removed, RunFacts, Skipped, current_row_of_error, current_row_of_track, decide
-from transforms.inference import TaggerModelHandler, patch_rows, track_row
+from transforms.inference import ModelLoadFailed, TaggerModelHandler, patch_rows, track_row
 from transforms.records import ErrorRecord, InputFile, TrackFeatures
 from transforms.sinks import WriteBundleFiles
 from transforms.sources import expand_input, file_identity, read_manifest, with_version
@@ -157,6 +157,8 @@ def _failed_batch_to_errors(failure) -> list[ErrorRecord]:
     batch, (exc_type, exc_repr, traceback_lines) = failure
     # The last traceback line is "module.Type: message"; the repr loses TensorFlow's messages.
     detail = traceback_lines[-1].strip().split(": ", 1)[-1] if traceback_lines else exc_repr
+    if issubclass(exc_type, ModelLoadFailed):
+        raise ModelLoadFailed(detail)  # no track's fault: the run fails, as when the model fails in set-up
     error = TaggingError("InferenceFailed", f"{exc_type.__name__}: {detail}")
     return [ErrorRecord.of(InputFile(t.uri, t.track_id, t.version), error) for t in batch]
 

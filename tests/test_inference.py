@@ -67,3 +67,29 @@ def test_the_model_sees_one_batch_shape_and_padding_is_cut_off():
     expected = recipe.compress(patches)
     np.testing.assert_array_equal(activations, expected[:, :, 0].astype(np.float32))
     np.testing.assert_array_equal(embeddings[:, 0], expected.sum(axis=(1, 2), dtype=np.float32))
+
+
+def test_the_model_loads_and_warms_in_the_background_and_a_failed_load_fails_the_run():
+    """The worker's model loads on a thread and runs its batch shape once on zeros (the first files
+    decode meanwhile); the results are a plain tagger's. A model that cannot load is no track's
+    fault: run_inference raises instead of giving every track an InferenceFailed row."""
+    import pytest
+
+    from models.registry import resolve_model
+    from transforms.inference import LoadingTagger, ModelLoadFailed, PatchTagger, TaggerModelHandler
+
+    spec = resolve_model("msd-musicnn")
+    recipe = spec.recipe
+    model = RecordingModel()
+    loading = LoadingTagger(lambda: model, recipe, batch_size=8)
+    patches = np.random.default_rng(1).random((5, recipe.patch_frames, recipe.n_mels)).astype(np.float16)
+    activations, _ = loading(patches)
+    assert model.shapes[0] == (8, recipe.patch_frames, recipe.n_mels)  # the warm-up: the one batch shape
+    np.testing.assert_array_equal(activations, PatchTagger(RecordingModel(), recipe, batch_size=8)(patches)[0])
+
+    def broken():
+        raise OSError("no such SavedModel")
+
+    handler = TaggerModelHandler(spec, patch_hop=recipe.patch_frames)
+    with pytest.raises(ModelLoadFailed, match="no such SavedModel"):
+        handler.run_inference([track("a", 400), track("b", 300)], LoadingTagger(broken, recipe))

@@ -477,3 +477,17 @@ def test_a_decoder_that_crashes_exhausts_memory_or_hangs_costs_one_file(tmp_path
     assert errors == {"decoder-crash.wav": ("decode", "DecoderCrashed"), "decoder-oom.wav": ("decode", "TooLarge"),
                       "decoder-hang.wav": ("decode", "Timeout"), "long_20s.wav": ("decode", "TooLong"),
                       "y.wav": ("read", "NotAFile"), "gone.wav": ("read", "NotFound")}
+
+
+def test_a_model_that_cannot_load_fails_the_run_in_one_line(wav16k, tmp_path):
+    """The model loads on a thread of its own; when it cannot load, no track is to blame: the run stops
+    with one line and status 1, and commits nothing (not an InferenceFailed row per track)."""
+    folder = tmp_path / "broken-model"
+    shutil.copytree(resolve_model("msd-musicnn").local_path(), folder)
+    (folder / "saved_model.pb").write_bytes(b"not a SavedModel")
+    output = tmp_path / "out"
+    result = _cli("--input", wav16k, "--output", str(output), "--model", str(folder))
+    assert result.returncode == 1, result.stderr[-2000:]
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("musicnn-beam: error: the model could not be loaded: "), line
+    assert read(output, "runs").num_rows == read(output, "tracks").num_rows == read(output, "errors").num_rows == 0
