@@ -45,8 +45,11 @@ def corpus_plan(minutes: float) -> list[dict]:
 
 
 def ensure_corpus(minutes: float) -> list[Path]:
-    folder = AUDIO_DIR / f"corpus-{minutes:g}min"
-    plan = corpus_plan(minutes)
+    return _ensure_tracks(AUDIO_DIR / f"corpus-{minutes:g}min", corpus_plan(minutes))
+
+
+def _ensure_tracks(folder: Path, plan: list[dict]) -> list[Path]:
+    """The tracks of plan ([{name, seed, duration_s, codec}]) in folder, synthesised unless cached."""
     manifest = {"sample_rate": SAMPLE_RATE, "channels": CHANNELS, "tracks": plan}
     files = [folder / t["name"] for t in plan]
     if _cached(folder / "manifest.json", manifest, files):
@@ -64,19 +67,9 @@ ALBUM_SECONDS = (195.0, 240.0, 282.0, 213.0, 300.0, 186.0, 258.0, 225.0, 270.0, 
 
 def ensure_album() -> list[Path]:
     """10 tracks of 3 to 5 minutes (an album, or a night's new files), mp3 and flac, 44.1 kHz stereo."""
-    folder = AUDIO_DIR / "album"
     plan = [{"name": f"album{i:02d}.{'mp3' if i % 2 == 0 else 'flac'}", "seed": 6000 + i, "duration_s": seconds,
              "codec": "mp3" if i % 2 == 0 else "flac"} for i, seconds in enumerate(ALBUM_SECONDS)]
-    manifest = {"sample_rate": SAMPLE_RATE, "channels": CHANNELS, "tracks": plan}
-    files = [folder / t["name"] for t in plan]
-    if _cached(folder / "manifest.json", manifest, files):
-        return files
-    folder.mkdir(parents=True, exist_ok=True)
-    for track, path in zip(plan, files):
-        print(f"  generating {path.relative_to(ROOT)} ({track['duration_s']:.0f} s {track['codec']})", flush=True)
-        _write(path, _synth(track["seed"], track["duration_s"]), track["codec"])
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    return files
+    return _ensure_tracks(AUDIO_DIR / "album", plan)
 
 
 def ensure_long_track(minutes: float, seed: int) -> Path:
