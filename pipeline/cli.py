@@ -454,9 +454,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def console_main() -> None:
     """Entry point of `python -m pipeline` and the console script."""
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Everything is written and closed by now; TensorFlow's and Beam's (gRPC) threads would make the
-    # interpreter's shutdown take well over a second more for nothing.
-    os._exit(code)
+    from pipeline import exit_after_output
+
+    exit_after_output(main())

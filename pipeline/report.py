@@ -7,7 +7,6 @@ and the last run; or write it as an HTML page (pipeline/html_report.py).
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 
@@ -142,9 +141,6 @@ def _write_html(output: str, path: str, model: str | None, tracks: list[str]) ->
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # All is printed: skip the interpreter's shutdown, where threads left by Beam's imports and fsspec's
-    # event loop made the process abort now and then (exit -6 after a complete report), as pipeline.cli does.
-    os._exit(code)
+    from pipeline import exit_after_output
+
+    exit_after_output(main())

@@ -317,9 +317,6 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # All is printed: skip the interpreter's shutdown, where threads left by Beam's imports (tagging a
-    # file here imports it) made the process abort now and then, as pipeline.report and pipeline.cli do.
-    os._exit(code)
+    from pipeline import exit_after_output
+
+    exit_after_output(main())
