@@ -186,10 +186,23 @@ def unknown_beam_args(beam_args: list[str], own_flags: set[str]) -> list[str]:
     return described
 
 
+class ReusedViewsOptions(PipelineOptions):
+    """Beam's options, each view (view_as) built once. Beam asks for a view at every transform it
+    applies and every type it checks (view_as(TypeOptions): about 450 times a run), and each builds
+    and runs an argparse parser: 0.1 s of every run's fixed cost. Views share the options' values
+    (view_as's contract), so reusing one is the same as building it again."""
+
+    def view_as(self, cls):
+        views = self.__dict__.setdefault("_reused_views", {})  # not self._x = ...: Beam's __setattr__ refuses it
+        if cls not in views:
+            views[cls] = super().view_as(cls)
+        return views[cls]
+
+
 def pipeline_options(beam_args: list[str]) -> tuple[PipelineOptions, object]:
     """Beam options from the pass-through arguments; with no runner named, the local in-process runner
     on all cores."""
-    options = PipelineOptions(beam_args)
+    options = ReusedViewsOptions(beam_args)
     if options.view_as(StandardOptions).runner is not None:
         return options, None
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
@@ -206,6 +219,11 @@ def pipeline_options(beam_args: list[str]) -> tuple[PipelineOptions, object]:
         # test of that mode is flaky, apache/beam#21104). Several workers: separate processes.
         direct.direct_running_mode = "in_memory" if direct.direct_num_workers == 1 else "multi_processing"
     return options, FnApiRunner()
+
+
+def in_process(local_runner: object, options: PipelineOptions) -> bool:
+    """Whether the run's one worker is this process (the local runner's in_memory mode)."""
+    return local_runner is not None and options.view_as(DirectOptions).direct_running_mode == "in_memory"
 
 
 def run(argv: list[str]) -> "Launched":
@@ -235,7 +253,7 @@ def run(argv: list[str]) -> "Launched":
     with native_stderr_silenced(not args.verbose):
         from pipeline.graph import CommitRun, InputSpec, PlanRun, StoreRun, TagCatalogue, TagSettings
         from transforms.incremental import RunFacts
-        from transforms.inference import ModelLoadFailed
+        from transforms.inference import ModelLoadFailed, forget_preloaded, preload_model
         from transforms.tally import RunTally
 
     run_tag = f"{local_temp_prefix(args.output)}{uuid.uuid4().hex[:12]}"
@@ -253,14 +271,16 @@ def run(argv: list[str]) -> "Launched":
                    row={"started": time.time(), "package_version": package_version(),
                         "runner": runner or "FnApiRunner (in-process)", "classes": model.classes},
                    tally=RunTally(progress_folder))
+    if in_process(local_runner, options) and not args.dry_run and args.model_copies is None:
+        preload_model(model, args.precision, args.batch_size)  # loads while the pipeline is built
     specs = [InputSpec(pattern=p) for p in args.input] + [InputSpec(manifest=m) for m in args.manifest]
-    pipeline = beam.Pipeline(runner=local_runner, options=options)
-    inputs = pipeline | "Inputs" >> beam.Create(specs)
-    if args.dry_run:
-        _ = inputs | "Plan" >> PlanRun(run)
-    else:
-        _ = inputs | "Tag" >> TagCatalogue(settings, run) | "Commit" >> CommitRun(run)
     try:
+        pipeline = beam.Pipeline(runner=local_runner, options=options)
+        inputs = pipeline | "Inputs" >> beam.Create(specs)
+        if args.dry_run:
+            _ = inputs | "Plan" >> PlanRun(run)
+        else:
+            _ = inputs | "Tag" >> TagCatalogue(settings, run) | "Commit" >> CommitRun(run)
         with showing_progress(progress_folder), workers_quiet(not args.verbose):
             result = pipeline.run()
             result.wait_until_finish()
@@ -277,6 +297,7 @@ def run(argv: list[str]) -> "Launched":
         raise
     finally:
         remove_local_temp(run_tag)
+        forget_preloaded()
     return Launched(args.output, facts.run_id, result)
 
 
@@ -447,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from pipeline.report import run_line
 
-    (row,) = [r for r in store.read_table(output, "runs").to_pylist() if r["run_id"] == run_id]
+    row = store.read_run(output, run_id)
     print(f"{PROG}: {run_line(row)}; store {output}")
     return 0
 

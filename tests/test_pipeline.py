@@ -326,7 +326,7 @@ def test_every_flatten_reads_its_inputs_with_one_coder():
                     beam.coders.registry.get_coder(i.element_type)) for i in node.inputs}
 
     p.visit(Visitor())
-    assert {"TagCatalogue/AllErrors", "TagCatalogue/AllCurrent", "CommitRun/AllFiles",
+    assert {"TagCatalogue/AllErrors", "TagCatalogue/AllCurrent", "CommitRun/AllEntries",
             "TagCatalogue/Plan/JoinState/CoGroupByKeyImpl/Flatten"} <= set(flattens), flattens
     assert all(len(coders) == 1 for coders in flattens.values()), flattens
 

@@ -75,6 +75,11 @@ def _mel_power_fn(recipe: FeatureRecipe) -> Callable[[tf.Tensor], tf.Tensor]:
     return mel_power_f16
 
 
+def trace_mel(recipe: FeatureRecipe) -> None:
+    """Trace the recipe's mel graph now (0.1-0.2 s, once per process), before a first file needs it."""
+    _mel_power_fn(recipe)(tf.zeros([recipe.n_fft], tf.float32))
+
+
 class MelFrames:
     """A track's mel as MelStream computed it: (n_frames, n_mels) float16 frames in chunks, never
     joined whole (a 10-hour track's mel is 430 MB; joining would hold it twice). frames() gives any

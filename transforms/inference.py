@@ -49,11 +49,6 @@ class PatchTagger:
         self.recipe = recipe
         self.batch_size = batch_size or DEFAULT_BATCH_SIZE[model.device]
 
-    @classmethod
-    def loading(cls, load: Callable[[], LoadedModel], recipe: FeatureRecipe,
-                batch_size: Optional[int] = None) -> "LoadingTagger":
-        return LoadingTagger(load, recipe, batch_size)
-
     def __call__(self, mel_patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         chunk, n = self.batch_size, len(mel_patches)
         outputs = [self.model(self.recipe.compress(_padded_to(mel_patches[i:i + chunk], chunk)))
@@ -64,7 +59,8 @@ class PatchTagger:
 class LoadingTagger:
     """A PatchTagger whose model loads, and runs its batch shape once on zeros, on a thread of its
     own, so that a worker's first files decode meanwhile (the load and the first call's graph
-    set-up are 0.6 s of every run's fixed cost on CPU). A call waits for it."""
+    set-up are 0.6 s of every run's fixed cost on CPU). The thread first traces the mel's graph,
+    which the worker's first file needs before the model. A call waits for the model."""
 
     def __init__(self, load: Callable[[], LoadedModel], recipe: FeatureRecipe, batch_size: Optional[int] = None):
         self._loader = ThreadPoolExecutor(1, thread_name_prefix="model-load")
@@ -74,6 +70,7 @@ class LoadingTagger:
     @staticmethod
     def _load_and_warm(load: Callable[[], LoadedModel], recipe: FeatureRecipe,
                        batch_size: Optional[int]) -> PatchTagger:
+        features.trace_mel(recipe)
         tagger = PatchTagger(load(), recipe, batch_size)
         try:
             tagger(np.zeros((1, recipe.patch_frames, recipe.n_mels), np.float16))
@@ -87,6 +84,27 @@ class LoadingTagger:
         except Exception as exc:  # noqa: BLE001 - whatever the loading raised, the run stops on it
             raise ModelLoadFailed(f"the model could not be loaded: {type(exc).__name__}: {exc}") from exc
         return tagger(mel_patches)
+
+
+# Models a launcher started loading for the in-process worker it is about to run (preload_model).
+_PRELOADED: dict[tuple, LoadingTagger] = {}
+
+
+def preload_model(model: ModelSpec, precision: str, batch_size: Optional[int]) -> None:
+    """Load a model, and trace the mel, in this process for a run whose worker is this process (the
+    in-process runner): its handler takes the model in load_model instead of loading its own. Both
+    are Python work (0.5 s), done here before the pipeline is built; the first call's graph set-up
+    (0.3-0.4 s in TensorFlow's C++, which lets go of the GIL) then runs on the loader's thread while
+    the pipeline is built, instead of after it, at the start of the inference stage."""
+    path = model.local_path()
+    features.trace_mel(model.recipe)
+    loaded = LoadedModel(path, precision)
+    _PRELOADED[(path, precision, model.recipe, batch_size)] = LoadingTagger(lambda: loaded, model.recipe, batch_size)
+
+
+def forget_preloaded() -> None:
+    """Drop what preload_model started and no run took (a run that failed before its inference)."""
+    _PRELOADED.clear()
 
 
 def _padded_to(patches: np.ndarray, n: int) -> np.ndarray:
@@ -174,7 +192,8 @@ class TaggerModelHandler(ModelHandler[TrackFeatures, "TrackPrediction | ErrorRec
 
     def load_model(self) -> LoadingTagger:
         path, precision = self.model.local_path(), self.precision  # a missing model fails the set-up at once
-        return PatchTagger.loading(lambda: LoadedModel(path, precision), self.model.recipe, self.batch_size)
+        preloaded = _PRELOADED.pop((path, precision, self.model.recipe, self.batch_size), None)
+        return preloaded or LoadingTagger(lambda: LoadedModel(path, precision), self.model.recipe, self.batch_size)
 
     def run_inference(self, batch: Sequence[TrackFeatures], model: "PatchTagger | LoadingTagger",
                       inference_args: Optional[dict[str, Any]] = None) -> Iterable[TrackPrediction | ErrorRecord]:

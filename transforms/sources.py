@@ -154,7 +154,7 @@ def read_manifest(manifest: str) -> Iterator[InputFile]:
     suffix = posixpath.splitext(manifest)[1].lower()
     if suffix == ".parquet":
         with fsspec.open(manifest, "rb") as f:
-            table = pq.read_table(f)
+            table = pq.ParquetFile(f).read()  # not read_table: see store._read_parquet
         rows = table.to_pylist()
         columns = table.column_names
     elif suffix == ".csv":

@@ -248,8 +248,7 @@ STATE_COLUMNS = ["uri", "model", "status", "track_id", "version", "fingerprint",
 
 def read_state(file_uri: str, model: str) -> Iterator[dict]:
     """The `current` rows of one model in one of its files (fsspec: any storage), STATE_COLUMNS only."""
-    with fsspec.open(file_uri, "rb") as f:
-        rows = pq.read_table(f, columns=STATE_COLUMNS).to_pylist()  # delta-rs writes string_view: no filters
+    rows = _read_parquet(file_uri, STATE_COLUMNS).to_pylist()  # delta-rs writes string_view: no filters
     yield from (row for row in rows if row["model"] == model)
 
 
@@ -322,9 +321,11 @@ def runs_table(rows: list[dict]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=RUNS_SCHEMA)
 
 
-def _read_parquet(uri: str) -> pa.Table:
+def _read_parquet(uri: str, columns: Optional[list[str]] = None) -> pa.Table:
+    """One Parquet file. Not pq.read_table: that goes through pyarrow.dataset, whose import (Acero's
+    library) is 0.2 s of a short run's fixed cost."""
     with fsspec.open(uri, "rb") as f:
-        return pq.read_table(f)
+        return pq.ParquetFile(f).read(columns=columns)
 
 
 def recover(output: str, now: Optional[float] = None) -> list[str]:
@@ -368,10 +369,26 @@ def _modified(info: dict) -> float:
 
 
 def read_table(output: str, name: str) -> pa.Table:
-    """A table as of its latest commit (what any Delta reader sees), in the README's types (delta-rs
-    reads strings back as string_view). A column added since the store was written (ADDED_COLUMNS) and
-    not yet there (no run has opened it since) reads as nulls."""
-    table = _delta(join(output, name)).to_pyarrow_table()
+    """A table as of its latest commit (what any Delta reader sees), in the README's types."""
+    return _as_documented(_delta(join(output, name)).to_pyarrow_table(), name)
+
+
+def read_run(output: str, run_id: str) -> Optional[dict]:
+    """A run's row in the runs table, or None. Each run appends one file to it: the files are read
+    newest first, each alone (no pyarrow.dataset, see _read_parquet), until one holds the run."""
+    runs = join(output, "runs")
+    actions = pa.table(_delta(runs).get_add_actions(flatten=True)).to_pydict()  # an arro3 table
+    for _, path in sorted(zip(actions["modification_time"], actions["path"]), reverse=True):
+        rows = _as_documented(_read_parquet(join(runs, path)), "runs").to_pylist()
+        found = [row for row in rows if row["run_id"] == run_id]
+        if found:
+            return found[0]
+    return None
+
+
+def _as_documented(table: pa.Table, name: str) -> pa.Table:
+    """A table as delta-rs reads it -> the README's column types (delta-rs reads strings back as
+    string_view), with the columns added since (ADDED_COLUMNS) as nulls where no run has added them."""
     for column in ADDED_COLUMNS.get(name, ()):
         if column not in table.column_names:
             table = table.append_column(TABLES[name].field(column), pa.nulls(len(table), TABLES[name].field(column).type))
