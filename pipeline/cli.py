@@ -34,9 +34,10 @@ from models.quiet import QUIET_ENV, native_stderr_silenced
 from models.recipe import RecipeError
 from models.registry import DEFAULT_MODEL, PRECISIONS, ModelNotFound, resolve_model
 from pipeline.config import ConfigError, expand_config
+from transforms import decode_ahead, store
 from transforms.decoders import DEFAULT_STALL_TIMEOUT_S
-from transforms import store
-from transforms.sources import ManifestError, NoMatch, check_input, read_manifest_columns
+from transforms.incremental import RunFacts, is_tagged, settings_key
+from transforms.sources import ManifestError, NoMatch, check_input, is_local, read_manifest_columns
 
 PROG = "musicnn-beam"
 # Past this a track is TooLong, found in bounded time: a 6-hour track's whole run peaks at 1.8 GB RSS
@@ -226,6 +227,18 @@ def in_process(local_runner: object, options: PipelineOptions) -> bool:
     return local_runner is not None and options.view_as(DirectOptions).direct_running_mode == "in_memory"
 
 
+def decode_ahead_of_run(args: argparse.Namespace, recipe, facts: RunFacts, state_files: tuple[str, ...],
+                        run_tag: str) -> None:
+    """An in-process run of local files decodes its first files to tag while the launcher starts up
+    (transforms.decode_ahead); the launcher reads the store's state for that only when it is small."""
+    if args.manifest or not all(is_local(pattern) for pattern in args.input):
+        return
+    folder = tempfile.mkdtemp(prefix=f"{run_tag}-decoded-")  # removed with the run's temporary files
+    decode_ahead.start(folder, args.input, lambda: store.read_small_state(state_files, facts.model, decode_ahead.MAX_STATE_ROWS),
+                       lambda file, states: is_tagged(file, states, facts), recipe.sample_rate, args.max_duration,
+                       args.decode_timeout)
+
+
 def run(argv: list[str]) -> "Launched":
     parser = build_parser()
     own_flags = {flag for action in parser._actions for flag in action.option_strings}
@@ -248,33 +261,35 @@ def run(argv: list[str]) -> "Launched":
     patch_hop = recipe.patch_frames if args.patch_hop is None else args.patch_hop
     check_sources(args.input, args.manifest)
     state_version = open_store(args.output, create=not args.dry_run)
+    state_files = () if state_version is None else tuple(store.state_files(args.output, state_version))
+    facts = RunFacts(run_id=store.new_run_id(), model=model.name, fingerprint=model.fingerprint(),
+                     settings=settings_key(patch_hop, args.precision), retag=args.retag)
+    remove_local_temp(local_temp_prefix(args.output))  # what a killed run on this output left
+    run_tag = f"{local_temp_prefix(args.output)}{uuid.uuid4().hex[:12]}"
+    local = in_process(local_runner, options) and not args.dry_run
+    if local:
+        decode_ahead_of_run(args, recipe, facts, state_files, run_tag)  # while TensorFlow imports
 
     # TensorFlow comes in only now: its start-up chatter on stderr would bury a one-line usage error.
     with native_stderr_silenced(not args.verbose):
         from pipeline.graph import CommitRun, InputSpec, PlanRun, StoreRun, TagCatalogue, TagSettings
-        from transforms.incremental import RunFacts
         from transforms.inference import ModelLoadFailed, forget_preloaded, preload_model
         from transforms.tally import RunTally
 
-    run_tag = f"{local_temp_prefix(args.output)}{uuid.uuid4().hex[:12]}"
-    remove_local_temp(local_temp_prefix(args.output))  # what a killed run on this output left
-    settings = TagSettings(model=model, patch_hop=patch_hop, batch_size=args.batch_size, precision=args.precision,
-                           inference_accelerator=args.inference_accelerator, model_copies=args.model_copies,
-                           max_duration_s=args.max_duration, decode_timeout_s=args.decode_timeout, run_tag=run_tag)
-    facts = RunFacts(run_id=store.new_run_id(), model=model.name, fingerprint=model.fingerprint(),
-                     settings=settings.key, retag=args.retag)
-    runner = options.view_as(StandardOptions).runner
-    # Workers on this machine tally into a folder the progress line reads; remote ones: metrics only.
-    progress_folder = tempfile.mkdtemp(prefix=f"{run_tag}-progress-") if runner in LOCAL_RUNNERS else None
-    state_files = () if state_version is None else tuple(store.state_files(args.output, state_version))
-    run = StoreRun(output=args.output, facts=facts, state_version=state_version, state_files=state_files,
-                   row={"started": time.time(), "package_version": package_version(),
-                        "runner": runner or "FnApiRunner (in-process)", "classes": model.classes},
-                   tally=RunTally(progress_folder))
-    if in_process(local_runner, options) and not args.dry_run and args.model_copies is None:
-        preload_model(model, args.precision, args.batch_size)  # loads while the pipeline is built
-    specs = [InputSpec(pattern=p) for p in args.input] + [InputSpec(manifest=m) for m in args.manifest]
     try:
+        settings = TagSettings(model=model, patch_hop=patch_hop, batch_size=args.batch_size, precision=args.precision,
+                               inference_accelerator=args.inference_accelerator, model_copies=args.model_copies,
+                               max_duration_s=args.max_duration, decode_timeout_s=args.decode_timeout, run_tag=run_tag)
+        runner = options.view_as(StandardOptions).runner
+        # Workers on this machine tally into a folder the progress line reads; remote ones: metrics only.
+        progress_folder = tempfile.mkdtemp(prefix=f"{run_tag}-progress-") if runner in LOCAL_RUNNERS else None
+        run = StoreRun(output=args.output, facts=facts, state_version=state_version, state_files=state_files,
+                       row={"started": time.time(), "package_version": package_version(),
+                            "runner": runner or "FnApiRunner (in-process)", "classes": model.classes},
+                       tally=RunTally(progress_folder))
+        if local and args.model_copies is None:
+            preload_model(model, args.precision, args.batch_size)  # loads while the pipeline is built
+        specs = [InputSpec(pattern=p) for p in args.input] + [InputSpec(manifest=m) for m in args.manifest]
         pipeline = beam.Pipeline(runner=local_runner, options=options)
         inputs = pipeline | "Inputs" >> beam.Create(specs)
         if args.dry_run:
@@ -296,8 +311,9 @@ def run(argv: list[str]) -> "Launched":
                 raise RunFailed(_one_line(exc, known), code) from exc
         raise
     finally:
-        remove_local_temp(run_tag)
+        decode_ahead.stop()
         forget_preloaded()
+        remove_local_temp(run_tag)
     return Launched(args.output, facts.run_id, result)
 
 
@@ -427,7 +443,7 @@ def local_temp_prefix(output: str) -> str:
 def remove_local_temp(prefix: str) -> None:
     for path in glob.glob(os.path.join(glob.escape(tempfile.gettempdir()), prefix) + "*"):
         try:
-            if os.path.isdir(path):  # the progress folder
+            if os.path.isdir(path):  # the progress folder, the samples decoded ahead
                 _remove_folder(path)
             else:  # Beam's shared-model files
                 os.remove(path)

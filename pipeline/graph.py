@@ -20,7 +20,8 @@ from transforms import store
 from transforms.decoders import DEFAULT_STALL_TIMEOUT_S
 from transforms.errors import TaggingError
 from transforms.extract import ERRORS, ExtractFeatures
-from transforms.incremental import Removed, RunFacts, Skipped, current_row_of_error, current_row_of_track, decide
+from transforms.incremental import (Removed, RunFacts, Skipped, current_row_of_error, current_row_of_track, decide,
+                                    settings_key)
 from transforms.inference import ModelLoadFailed, TaggerModelHandler, patch_rows, track_row
 from transforms.records import ErrorRecord, InputFile, TrackFeatures
 from transforms.sinks import WriteBundleFiles
@@ -44,8 +45,7 @@ class TagSettings:
 
     @property
     def key(self) -> str:
-        """The settings a result depends on (the store's `settings` column)."""
-        return f"patch_hop={self.patch_hop};precision={self.precision}"
+        return settings_key(self.patch_hop, self.precision)
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,11 @@ class DecodeRequest:
     uri: str
     sample_rate: int
     max_duration_s: Optional[float]
+    # A file the decoder writes the samples into (raw float32) instead of sending them: its parent
+    # reads them later, in one go (transforms.decode_ahead). Sent through the pipe, every chunk costs
+    # the parent a few GIL acquisitions, up to 5 ms each while another thread runs Python: a decoder
+    # working ahead of a launcher that imports TensorFlow ran at a third of its speed.
+    samples_to: Optional[str] = None
 
 
 class DecoderPool:
@@ -335,6 +340,11 @@ def _decode_file(request: DecodeRequest, emit: Callable[[np.ndarray], None], hoo
 
 
 def _decode_one(request: DecodeRequest, replies: Connection, hooks: bool) -> None:
+    if request.samples_to is not None:
+        with open(request.samples_to, "wb") as samples:
+            info = _decode_file(request, lambda chunk: chunk.astype(np.float32, copy=False).tofile(samples), hooks)
+        replies.send(("done", info))
+        return
     pending: list[np.ndarray] = []
     size = 0
 

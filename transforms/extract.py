@@ -18,11 +18,11 @@ from apache_beam.transforms.window import GlobalWindows
 
 from models.recipe import FeatureRecipe
 from models.serving import configure_gpus
-from transforms import features
+from transforms import decode_ahead, features
 from transforms.decoders import DEFAULT_STALL_TIMEOUT_S, DecodeRequest, DecoderPool, acquire_shared, release_shared
 from transforms.errors import TaggingError
 from transforms.records import ErrorRecord, InputFile, TrackFeatures
-from transforms.tally import distribution
+from transforms.tally import counter, distribution
 
 ERRORS = "errors"
 
@@ -43,7 +43,7 @@ def check_usable(mel: features.MelStream) -> None:
         raise TaggingError("Silent", f"peak amplitude {mel.peak:.2e} is below {SILENCE_PEAK:.0e} (-80 dBFS)")
 
 
-def extract(source: InputFile, recipe: FeatureRecipe, decoders: DecoderPool,
+def extract(source: InputFile, recipe: FeatureRecipe, decoders: "DecoderPool | decode_ahead.Decoded",
             max_duration_s: Optional[float]) -> TrackFeatures | ErrorRecord:
     """Read and decode one input in a decoder process, streaming its samples into the mel; check it.
     A bad file becomes an ErrorRecord (it must never fail the run)."""
@@ -58,11 +58,14 @@ def extract(source: InputFile, recipe: FeatureRecipe, decoders: DecoderPool,
                          version=source.version)
 
 
-def timed_extract(*args) -> tuple[TrackFeatures | ErrorRecord, float]:
-    """extract(*args) and the seconds it took."""
+def timed_extract(source: InputFile, recipe: FeatureRecipe, decoders: DecoderPool, max_duration_s: Optional[float]
+                  ) -> tuple[TrackFeatures | ErrorRecord, float, bool]:
+    """extract(), from the samples the launcher decoded ahead where it did (transforms.decode_ahead);
+    the seconds it took, and whether it was decoded ahead."""
     started = time.perf_counter()
-    result = extract(*args)
-    return result, time.perf_counter() - started
+    ahead = decode_ahead.take(source)
+    result = extract(source, recipe, ahead or decoders, max_duration_s)
+    return result, time.perf_counter() - started, ahead is not None
 
 
 class TrackFeaturesCoder(beam.coders.Coder):
@@ -119,10 +122,12 @@ class ExtractFeatures(beam.DoFn):
         self._pending: collections.deque[Future] = collections.deque()
 
     @staticmethod
-    def _output(timed: tuple[TrackFeatures | ErrorRecord, float], windowed: bool = False):
-        result, seconds = timed
+    def _output(timed: tuple[TrackFeatures | ErrorRecord, float, bool], windowed: bool = False):
+        result, seconds, ahead = timed
         # Recorded here, in the bundle's thread: Beam's metrics belong to the thread running the step.
         distribution("extract ms per track").update(round(seconds * 1000))
+        if ahead:
+            counter("files decoded ahead").inc()
         value = GlobalWindows.windowed_value(result) if windowed else result
         return beam.pvalue.TaggedOutput(ERRORS, value) if isinstance(result, ErrorRecord) else value
 

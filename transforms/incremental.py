@@ -57,6 +57,11 @@ class ToTag:
 REASONS = ("new", "returned", "retag", "unversioned", "changed", "model or settings", "retried")
 
 
+def settings_key(patch_hop: int, precision: str) -> str:
+    """The settings a result depends on (the store's `settings` column)."""
+    return f"patch_hop={patch_hop};precision={precision}"
+
+
 def reason_to_tag(state: Optional[dict], file: InputFile, run: RunFacts) -> Optional[str]:
     """Why the listed file must be tagged (one of REASONS), or None when the state row (this model's
     current row for it) answers for it."""
@@ -90,6 +95,11 @@ def decide(names: Iterable[InputFile], states: Iterable[dict], run: RunFacts
         return
     why = reason_to_tag(state, file, run)
     yield Skipped(file.uri) if why is None else ToTag(file, why)
+
+
+def is_tagged(file: InputFile, states: Iterable[dict], run: RunFacts) -> bool:
+    """Whether the run tags a listed file that has only this name (what decide() says of it)."""
+    return any(isinstance(outcome, ToTag) for outcome in decide([file], states, run))
 
 
 def current_row_of_track(track: dict, run: RunFacts) -> dict:

@@ -50,10 +50,15 @@ def normalise_uri(uri: str) -> str:
     return f"{main}://{cls._strip_protocol(uri)}"
 
 
+def is_local(uri: str) -> bool:
+    """A path or file:// URI on this machine's disks (not a bucket)."""
+    return split_protocol(uri)[0] in _LOCAL_PROTOCOLS
+
+
 def file_identity(uri: str) -> str:
     """What two names of the same file share: a local file's real path (symlinks resolved), a
     remote object's normalised URI. uri: as normalise_uri writes it."""
-    return os.path.realpath(uri) if split_protocol(uri)[0] in _LOCAL_PROTOCOLS else uri
+    return os.path.realpath(uri) if is_local(uri) else uri
 
 
 def merge_names(names: Iterable[InputFile]) -> InputFile | ErrorRecord:
@@ -110,7 +115,7 @@ def check_input(pattern: str) -> None:
     it once): the file or folder exists, or for a glob, the folder above its first wildcard. A bucket
     pattern is checked by the run's listing: any request here would be one more per pattern against
     a store that may be slow or failing, and a folder check there is a listing. Raises NoMatch."""
-    if split_protocol(pattern)[0] not in _LOCAL_PROTOCOLS:
+    if not is_local(pattern):
         return
     fs, root = url_to_fs(pattern)
     if any(c in pattern for c in _GLOB_CHARS):

@@ -252,6 +252,19 @@ def read_state(file_uri: str, model: str) -> Iterator[dict]:
     yield from (row for row in rows if row["model"] == model)
 
 
+def read_small_state(file_uris: Iterable[str], model: str, max_rows: int) -> Optional[list[dict]]:
+    """read_state over all of `current`'s files, or None when they hold more than max_rows rows (told
+    by the files' footers, before reading any)."""
+    file_uris = list(file_uris)
+    rows = 0
+    for uri in file_uris:
+        with fsspec.open(uri, "rb") as f:
+            rows += pq.ParquetFile(f).metadata.num_rows
+    if rows > max_rows:
+        return None
+    return [row for uri in file_uris for row in read_state(uri, model)]
+
+
 def add_action(table_root: str, written: dict):
     """A file a worker wrote (sinks: {"path", "size", "rows"}) -> its Delta add action."""
     from deltalake.transaction import AddAction

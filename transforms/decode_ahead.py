@@ -1,0 +1,180 @@
+"""A local run's first files, decoded while the launcher is still starting up.
+
+On the in-process runner the worker is the launcher's own process, and its first seconds go to
+importing TensorFlow, loading the model and building the pipeline: Python on one core, the others
+idle. Decoding needs none of that. So the launcher lists the inputs, takes the first files the run
+will tag (the run's own skip decision, transforms.incremental.decide) and decodes them in decoder
+processes meanwhile, each into a file of 16 kHz samples; the extract stage takes a file's samples
+from here (timed_extract -> take) instead of decoding it again. The same decoder makes the same
+samples: nothing the run writes changes.
+
+Only where listing twice is cheap: local files and folders (a bucket's listing is left to the
+pipeline), and a store whose state the launcher can read in a moment (at most MAX_STATE_ROWS rows).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from transforms.audio import AudioInfo
+from transforms.decoders import DecodeRequest, DecoderPool
+from transforms.errors import TaggingError
+from transforms.records import InputFile
+
+MAX_FILES = 16
+MAX_FILE_S = 600.0  # a longer file is left to the pipeline, which streams it
+MAX_HELD_S = 1800.0  # audio decoded and not yet taken, all files together: 115 MB of 16 kHz float32
+MAX_STATE_ROWS = 50_000
+SAMPLES_PER_PUSH = 1 << 16
+
+
+@dataclass
+class Decoded:
+    """A file decoded ahead: its samples in a file of raw float32, and its info or its error."""
+
+    samples: str
+    info: Optional[AudioInfo] = None
+    error: Optional[TaggingError] = None
+
+    def decode(self, request: DecodeRequest, on_chunk: Callable[[np.ndarray], None]) -> AudioInfo:
+        """DecoderPool.decode of this file, from what its decoder wrote: the same samples, in order."""
+        try:
+            with open(self.samples, "rb") as f:
+                while (chunk := np.fromfile(f, np.float32, SAMPLES_PER_PUSH)).size:
+                    on_chunk(chunk)
+        finally:
+            self.discard()
+        if self.error is not None:
+            raise self.error
+        return self.info
+
+    def discard(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.samples)
+
+
+class DecodeAhead:
+    """Decodes files submitted (in order) in `processes` decoder processes, each into a file of samples
+    in `folder`; take() hands each to the worker."""
+
+    def __init__(self, folder: str, sample_rate: int, max_duration_s: Optional[float], stall_timeout_s: float,
+                 processes: int):
+        self.folder = folder
+        self.sample_rate = sample_rate
+        self.max_duration_s = max_duration_s
+        # Started here, in the launcher's main thread: a decoder dies with the thread that started it.
+        self._decoders = DecoderPool(processes, stall_timeout_s=stall_timeout_s).start()
+        self._threads = ThreadPoolExecutor(processes, thread_name_prefix="decode-ahead")
+        self._pending: dict[tuple[str, Optional[str]], Future] = {}
+        self._asked: set[tuple[str, Optional[str]]] = set()  # what a worker came for (before submit, rarely)
+        self._held_s = 0.0
+        self._lock = threading.Lock()
+
+    def submit(self, files: Sequence[InputFile]) -> None:
+        for file in files[:MAX_FILES]:
+            key = (file.uri, file.version)
+            if key not in self._asked:
+                self._pending[key] = self._threads.submit(self._decode, file)
+
+    def _decode(self, file: InputFile) -> Optional[Decoded]:
+        with self._lock:
+            if self._held_s >= MAX_HELD_S:
+                return None
+        capped = self.max_duration_s is None or self.max_duration_s > MAX_FILE_S
+        request = DecodeRequest(file.uri, self.sample_rate, MAX_FILE_S if capped else self.max_duration_s,
+                                samples_to=os.path.join(self.folder, uuid.uuid4().hex))
+        decoded = Decoded(request.samples_to)
+        try:
+            decoded.info = self._decoders.decode(request, lambda chunk: None)
+        except TaggingError as error:
+            if capped and error.kind == "TooLong":
+                decoded.discard()
+                return None  # past our cap, not the run's limit
+            decoded.error = error
+        with self._lock:
+            self._held_s += decoded.info.duration_s if decoded.info else 0.0
+        return decoded
+
+    def take(self, file: InputFile) -> Optional[Decoded]:
+        """The file's decoding, waiting for it if it is under way; None when it was not decoded ahead
+        (or not started yet: then it never will be, the worker decodes it)."""
+        key = (file.uri, file.version)
+        self._asked.add(key)
+        future = self._pending.pop(key, None)
+        if future is None or future.cancel():
+            return None
+        decoded = future.result()
+        if decoded is not None and decoded.info is not None:
+            with self._lock:
+                self._held_s -= decoded.info.duration_s
+        return decoded
+
+    def close(self) -> None:
+        for future in list(self._pending.values()):
+            future.cancel()
+        self._pending.clear()
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        self._decoders.close()  # a decoder busy with a file stops once it is done with it
+
+
+_RUNNING: Optional[DecodeAhead] = None
+
+
+def start(folder: str, patterns: Sequence[str], state_rows: Callable[[], Optional[list[dict]]],
+          decide_file: Callable, sample_rate: int, max_duration_s: Optional[float], stall_timeout_s: float) -> None:
+    """Begin decoding ahead the first files the run will tag, listed and decided on a thread of its
+    own. folder: where the samples wait (removed with the run's temporary files); patterns: the run's
+    local inputs; state_rows: the store's state rows for this model (None: too many to read here);
+    decide_file: (InputFile, its state rows) -> whether the run tags it."""
+    global _RUNNING
+    ahead = DecodeAhead(folder, sample_rate, max_duration_s, stall_timeout_s, processes=max(1, (os.cpu_count() or 1) - 1))
+    _RUNNING = ahead
+
+    def plan() -> None:
+        from transforms.sources import expand_input, file_identity
+        rows = state_rows()
+        if rows is None:
+            return
+        by_file: dict[str, list[dict]] = {}
+        for row in rows:
+            by_file.setdefault(file_identity(row["uri"]), []).append(row)
+        chosen = []
+        for pattern in patterns:
+            for file in expand_input(pattern):
+                if len(chosen) == MAX_FILES:
+                    break
+                if decide_file(file, by_file.get(file_identity(file.uri), [])):
+                    chosen.append(file)
+        ahead.submit(chosen)
+
+    threading.Thread(target=_quietly(plan), name="decode-ahead-plan", daemon=True).start()
+
+
+def _quietly(plan: Callable[[], None]) -> Callable[[], None]:
+    """Whatever the listing or the state raises is the pipeline's to report: it lists them again."""
+    def run() -> None:
+        try:
+            plan()
+        except Exception:  # noqa: BLE001
+            pass
+    return run
+
+
+def take(file: InputFile) -> Optional[Decoded]:
+    """A file this process decoded ahead (see DecodeAhead.take), or None."""
+    return _RUNNING.take(file) if _RUNNING is not None else None
+
+
+def stop() -> None:
+    """End what start() began: what no worker took is dropped, the decoders stop."""
+    global _RUNNING
+    ahead, _RUNNING = _RUNNING, None
+    if ahead is not None:
+        ahead.close()
