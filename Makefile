@@ -78,6 +78,7 @@ bench: models
 	$(PY) -m bench.run
 	$(PY) -m bench.skip --append
 	$(PY) -m bench.similar --append
+	$(PY) -m bench.memory --append
 
 # Coverage-guided fuzzing of decoding; what it finds lands in tests/fuzz_findings/ (see tests/fuzz_decode.py).
 fuzz: $(VENV)/.fuzz-installed

@@ -264,8 +264,8 @@ def run(argv: list[str]) -> "Launched":
     state_files = () if state_version is None else tuple(store.state_files(args.output, state_version))
     facts = RunFacts(run_id=store.new_run_id(), model=model.name, fingerprint=model.fingerprint(),
                      settings=settings_key(patch_hop, args.precision), retag=args.retag)
-    remove_local_temp(local_temp_prefix(args.output))  # what a killed run on this output left
-    run_tag = f"{local_temp_prefix(args.output)}{uuid.uuid4().hex[:12]}"
+    remove_local_temp(local_temp_prefix(args.output), spare_running=True)  # what a killed run on this output left
+    run_tag = new_run_tag(args.output)
     local = in_process(local_runner, options) and not args.dry_run
     if local:
         decode_ahead_of_run(args, recipe, facts, state_files, run_tag)  # while TensorFlow imports
@@ -440,8 +440,19 @@ def local_temp_prefix(output: str) -> str:
     return f"{PROG}-{hashlib.sha256(output.rstrip('/').encode()).hexdigest()[:12]}-"
 
 
-def remove_local_temp(prefix: str) -> None:
+def new_run_tag(output: str) -> str:
+    """Names a run's temporary files: the output's prefix, then the launcher's pid (see
+    remove_local_temp), then a random part."""
+    return f"{local_temp_prefix(output)}{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+
+def remove_local_temp(prefix: str, spare_running: bool = False) -> None:
+    """Remove this machine's temporary files and folders whose names start with prefix. With
+    spare_running, those of a run whose launcher still runs are kept (a run on the same output
+    started meanwhile must not take its files: its samples decoded ahead, its progress folder)."""
     for path in glob.glob(os.path.join(glob.escape(tempfile.gettempdir()), prefix) + "*"):
+        if spare_running and _launcher_running(os.path.basename(path)[len(prefix):]):
+            continue
         try:
             if os.path.isdir(path):  # the progress folder, the samples decoded ahead
                 _remove_folder(path)
@@ -449,6 +460,20 @@ def remove_local_temp(prefix: str) -> None:
                 os.remove(path)
         except OSError:
             pass  # gone already, or not ours to remove
+
+
+def _launcher_running(rest_of_name: str) -> bool:
+    """Whether the process a run tag names (new_run_tag: "PID-...") is alive."""
+    pid = rest_of_name.split("-", 1)[0]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
 
 
 def _remove_folder(path: str) -> None:

@@ -88,6 +88,30 @@ def test_a_progress_folder_that_workers_still_write_into_is_removed(tmp_path, mo
         assert list(tmp_path.iterdir()) == [], f"left behind in round {round_}"
 
 
+def test_a_run_spares_the_temporary_files_of_a_run_still_running_on_its_output(tmp_path, monkeypatch):
+    """A run removes what killed runs on its output left in TMPDIR, not the files of a run on the same
+    output that is still running: a second run started meanwhile removed the first one's samples
+    decoded ahead, and the first failed on them (tests/test_catalogue_store.py, two runs at once)."""
+    import tempfile
+
+    from pipeline.cli import local_temp_prefix, new_run_tag, remove_local_temp
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    prefix = local_temp_prefix("store")
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    running = tmp_path / f"{new_run_tag('store')}-decoded-x"  # this process's own run
+    killed = tmp_path / f"{prefix}{ended.pid}-0123456789ab-decoded-y"
+    unnamed = tmp_path / f"{prefix}0123456789ab0.address"  # a tag without a pid: no launcher to spare
+    running.mkdir()
+    killed.mkdir()
+    unnamed.write_text("127.0.0.1:1")
+    remove_local_temp(prefix, spare_running=True)
+    assert running.exists() and not killed.exists() and not unnamed.exists()
+    remove_local_temp(prefix)  # a run's own files, at its end
+    assert list(tmp_path.iterdir()) == []
+
+
 class FakeClock:
     def __init__(self):
         self.now = 1000.0

@@ -27,10 +27,11 @@ from transforms.audio import AudioInfo
 from transforms.decoders import DecodeRequest, DecoderPool
 from transforms.errors import TaggingError
 from transforms.records import InputFile
+from transforms.sources import expand_input, file_identity
 
 MAX_FILES = 16
 MAX_FILE_S = 600.0  # a longer file is left to the pipeline, which streams it
-MAX_HELD_S = 1800.0  # audio decoded and not yet taken, all files together: 115 MB of 16 kHz float32
+MAX_HELD_S = 3600.0  # audio decoded and not yet taken, all files together: 230 MB of 16 kHz float32 on disk
 MAX_STATE_ROWS = 50_000
 SAMPLES_PER_PUSH = 1 << 16
 
@@ -74,18 +75,24 @@ class DecodeAhead:
         self._threads = ThreadPoolExecutor(processes, thread_name_prefix="decode-ahead")
         self._pending: dict[tuple[str, Optional[str]], Future] = {}
         self._asked: set[tuple[str, Optional[str]]] = set()  # what a worker came for (before submit, rarely)
+        # Once the worker takes its first file its own decoders run: a file not started by then is its.
+        self._worker_started = False
         self._held_s = 0.0
         self._lock = threading.Lock()
 
-    def submit(self, files: Sequence[InputFile]) -> None:
+    def submit(self, files: Sequence[InputFile]) -> list[Future]:
+        """Queue the first MAX_FILES of files no worker came for yet; their decodings, in order."""
+        queued = []
         for file in files[:MAX_FILES]:
             key = (file.uri, file.version)
             if key not in self._asked:
-                self._pending[key] = self._threads.submit(self._decode, file)
+                self._pending[key] = future = self._threads.submit(self._decode, file)
+                queued.append(future)
+        return queued
 
     def _decode(self, file: InputFile) -> Optional[Decoded]:
         with self._lock:
-            if self._held_s >= MAX_HELD_S:
+            if self._worker_started or self._held_s >= MAX_HELD_S:
                 return None
         capped = self.max_duration_s is None or self.max_duration_s > MAX_FILE_S
         request = DecodeRequest(file.uri, self.sample_rate, MAX_FILE_S if capped else self.max_duration_s,
@@ -104,9 +111,11 @@ class DecodeAhead:
 
     def take(self, file: InputFile) -> Optional[Decoded]:
         """The file's decoding, waiting for it if it is under way; None when it was not decoded ahead
-        (or not started yet: then it never will be, the worker decodes it)."""
+        (or not started yet: then it never will be, the worker decodes it, and from now on no
+        further file starts here)."""
         key = (file.uri, file.version)
         self._asked.add(key)
+        self._worker_started = True
         future = self._pending.pop(key, None)
         if future is None or future.cancel():
             return None
@@ -117,8 +126,6 @@ class DecodeAhead:
         return decoded
 
     def close(self) -> None:
-        for future in list(self._pending.values()):
-            future.cancel()
         self._pending.clear()
         self._threads.shutdown(wait=False, cancel_futures=True)
         self._decoders.close()  # a decoder busy with a file stops once it is done with it
@@ -138,33 +145,31 @@ def start(folder: str, patterns: Sequence[str], state_rows: Callable[[], Optiona
     _RUNNING = ahead
 
     def plan() -> None:
-        from transforms.sources import expand_input, file_identity
-        rows = state_rows()
-        if rows is None:
-            return
-        by_file: dict[str, list[dict]] = {}
-        for row in rows:
-            by_file.setdefault(file_identity(row["uri"]), []).append(row)
-        chosen = []
-        for pattern in patterns:
-            for file in expand_input(pattern):
-                if len(chosen) == MAX_FILES:
-                    break
-                if decide_file(file, by_file.get(file_identity(file.uri), [])):
-                    chosen.append(file)
-        ahead.submit(chosen)
-
-    threading.Thread(target=_quietly(plan), name="decode-ahead-plan", daemon=True).start()
-
-
-def _quietly(plan: Callable[[], None]) -> Callable[[], None]:
-    """Whatever the listing or the state raises is the pipeline's to report: it lists them again."""
-    def run() -> None:
         try:
-            plan()
-        except Exception:  # noqa: BLE001
+            ahead.submit(files_to_decode(patterns, state_rows, decide_file))
+        except Exception:  # noqa: BLE001 - what the listing or the state raises, the pipeline's own listing reports
             pass
-    return run
+
+    threading.Thread(target=plan, name="decode-ahead-plan", daemon=True).start()
+
+
+def files_to_decode(patterns: Sequence[str], state_rows: Callable[[], Optional[list[dict]]],
+                    decide_file: Callable) -> list[InputFile]:
+    """The first MAX_FILES files the patterns list that the run will tag (see start)."""
+    rows = state_rows()
+    if rows is None:
+        return []
+    by_file: dict[str, list[dict]] = {}
+    for row in rows:
+        by_file.setdefault(file_identity(row["uri"]), []).append(row)
+    chosen: list[InputFile] = []
+    for pattern in patterns:
+        for file in expand_input(pattern):
+            if len(chosen) == MAX_FILES:
+                return chosen
+            if decide_file(file, by_file.get(file_identity(file.uri), [])):
+                chosen.append(file)
+    return chosen
 
 
 def take(file: InputFile) -> Optional[Decoded]:

@@ -82,7 +82,7 @@ class LoadingTagger:
         try:
             tagger = self._tagger.result()
         except Exception as exc:  # noqa: BLE001 - whatever the loading raised, the run stops on it
-            raise ModelLoadFailed(f"the model could not be loaded: {type(exc).__name__}: {exc}") from exc
+            raise ModelLoadFailed(_could_not_load(exc)) from exc
         return tagger(mel_patches)
 
 
@@ -97,14 +97,21 @@ def preload_model(model: ModelSpec, precision: str, batch_size: Optional[int]) -
     (0.3-0.4 s in TensorFlow's C++, which lets go of the GIL) then runs on the loader's thread while
     the pipeline is built, instead of after it, at the start of the inference stage."""
     path = model.local_path()
-    features.trace_mel(model.recipe)
-    loaded = LoadedModel(path, precision)
+    try:
+        features.trace_mel(model.recipe)
+        loaded = LoadedModel(path, precision)
+    except Exception as exc:  # noqa: BLE001 - whatever the loading raised, the run stops on it, as in a worker
+        raise ModelLoadFailed(_could_not_load(exc)) from exc
     _PRELOADED[(path, precision, model.recipe, batch_size)] = LoadingTagger(lambda: loaded, model.recipe, batch_size)
 
 
 def forget_preloaded() -> None:
     """Drop what preload_model started and no run took (a run that failed before its inference)."""
     _PRELOADED.clear()
+
+
+def _could_not_load(exc: BaseException) -> str:
+    return f"the model could not be loaded: {type(exc).__name__}: {exc}"
 
 
 def _padded_to(patches: np.ndarray, n: int) -> np.ndarray:
