@@ -106,39 +106,52 @@ def measure_model(precision: str) -> list[Row]:
                        best.rss_mib, best.note)]
 
 
-def measure_import_tensorflow(rounds: int = 3) -> list[Row]:
+def import_tensorflow_once(i: int) -> Row:
     """`import tensorflow` alone, as a user's bare interpreter does it (Keras included): the yardstick of
-    the fixed cost. The best of `rounds` fresh processes."""
+    the fixed cost."""
     # "0" is TensorFlow's default (Keras imported with it): this process imported our models package,
     # which sets TF_USE_LEGACY_KERAS=1 for itself and its children.
-    bare = {"TF_USE_LEGACY_KERAS": "0"}
-    runs = [run_measured([sys.executable, "-c", "import tensorflow"], LOGS / f"import-tensorflow-{i}.log", bare)
-            for i in range(rounds)]
-    best = min(runs, key=lambda m: m.wall_s)
-    return [Row("(g) `import tensorflow` alone, a bare interpreter", None, best.wall_s, best.cpu_s, best.peak_rss_mib,
-                f"best of {rounds}: {', '.join(f'{m.wall_s:.2f}' for m in runs)} s")]
+    measured = run_measured([sys.executable, "-c", "import tensorflow"], LOGS / f"import-tensorflow-{i}.log",
+                            {"TF_USE_LEGACY_KERAS": "0"})
+    return Row("(g) `import tensorflow` alone, a bare interpreter", None, measured.wall_s, measured.cpu_s,
+               measured.peak_rss_mib)
 
 
-def best_cli(label: str, inputs: list[Path], name: str, rounds: int = 2) -> list[Row]:
-    """measure_cli `rounds` times on fresh stores; the fastest, with every time in its note."""
-    rows = [measure_cli(label, inputs, f"{name}-{i}", [], None)[0] for i in range(rounds)]
+def fastest(rows: list[Row]) -> Row:
+    """The fastest of a measurement's takes, with every take's time in its note."""
     best = min(rows, key=lambda r: r.wall_s or float("inf"))
-    return [Row(best.what, best.audio_s, best.wall_s, best.cpu_s, best.rss_mib,
-                f"{best.note}; best of {rounds}: {', '.join(_fmt(r.wall_s) for r in rows)} s")]
+    times = f"best of {len(rows)}: {', '.join(_fmt(r.wall_s) for r in rows)} s"
+    return Row(best.what, best.audio_s, best.wall_s, best.cpu_s, best.rss_mib,
+               f"{best.note}; {times}" if best.note else times)
+
+
+STARTUP_ROUNDS = 3
 
 
 def startup_rows(album: list[Path], clip: Path) -> list[Row]:
     """What a run pays besides tagging: `import tensorflow` alone, the CLI on a 3-s clip, on a 10-track
-    album once and twice (the difference is the steady state), and the model alone."""
-    rows = attempt("import tensorflow alone", measure_import_tensorflow)
-    rows += attempt("CLI, a 3-s clip", lambda: best_cli("(g0) our CLI, defaults, one 3-s clip", [clip], "cli-clip", 3))
-    rows += attempt("CLI, the album", lambda: best_cli(
-        f"(g1) our CLI, defaults, the album ({len(album)} tracks of 3-5 min)", [album[0].parent], "cli-album"))
-    rows += attempt("CLI, the album twice", lambda: best_cli(
-        f"(g2) our CLI, defaults, the album twice ({2 * len(album)} files)", [twice(album, "album-twice")],
-        "cli-album-twice"))
-    rows += attempt("model float32", lambda: measure_model("float32"))
-    return rows
+    album once and twice (the difference is the steady state), and the model alone. Taken in rounds,
+    one of each per round, the fastest of each kept: a slow spell of a shared machine then falls on
+    all four alike, not on the one measured at the time (the ratios compare them)."""
+    doubled = twice(album, "album-twice")
+    takes: dict[str, list[Row]] = {"tf": [], "clip": [], "album": [], "twice": []}
+
+    def take(key: str, measure: Callable[[], Row]) -> list[Row]:
+        takes[key].append(measure())
+        return [takes[key][-1]]
+
+    for i in range(STARTUP_ROUNDS):
+        attempt(f"round {i + 1}: import tensorflow alone", lambda: take("tf", lambda: import_tensorflow_once(i)))
+        attempt(f"round {i + 1}: CLI, a 3-s clip", lambda: take("clip", lambda: measure_cli(
+            "(g0) our CLI, defaults, one 3-s clip", [clip], f"cli-clip-{i}", [], None)[0]))
+        attempt(f"round {i + 1}: CLI, the album", lambda: take("album", lambda: measure_cli(
+            f"(g1) our CLI, defaults, the album ({len(album)} tracks of 3-5 min)", [album[0].parent],
+            f"cli-album-{i}", [], None)[0]))
+        attempt(f"round {i + 1}: CLI, the album twice", lambda: take("twice", lambda: measure_cli(
+            f"(g2) our CLI, defaults, the album twice ({2 * len(album)} files)", [doubled],
+            f"cli-album-twice-{i}", [], None)[0]))
+    rows = [fastest(found) for found in takes.values() if found]
+    return rows + attempt("model float32", lambda: measure_model("float32"))
 
 
 def startup_lines(rows: list[Row]) -> list[str]:
