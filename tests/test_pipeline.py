@@ -1,11 +1,13 @@
 """The whole pipeline on Beam's in-process runner: outputs, the errors table, the CLI's contract."""
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -18,7 +20,7 @@ from demo.encode import write_audio
 from demo.synth import synth_music
 from models.original import librosa_load, original_model, original_tags
 from models.registry import resolve_model
-from pipeline.cli import local_temp_prefix, main
+from pipeline.cli import local_temp_prefix, main, remove_local_temp
 from tests.conftest import make_audio
 from tests.test_config import CONFIGS
 from transforms import store
@@ -209,11 +211,6 @@ def test_a_plain_run_prints_its_line_and_nothing_else(tmp_path, wav16k):
 def test_worker_processes_are_quiet_too_and_leave_no_progress_folder(tmp_path, wav16k):
     """Two worker processes (multi_processing): they import TensorFlow quietly and their start-up
     warnings are not relayed; their progress files, written to the last moment, are removed."""
-    import glob
-    import tempfile
-
-    from pipeline.cli import local_temp_prefix
-
     output = str(tmp_path / "store")
     run = _cli("--input", wav16k, "--output", output, "--direct_num_workers=2")
     assert run.returncode == 0 and run.stderr == "", run.stderr
@@ -223,7 +220,8 @@ def test_worker_processes_are_quiet_too_and_leave_no_progress_folder(tmp_path, w
 
 def test_a_killed_run_leaves_no_decoder_behind(tmp_path, wav16k):
     """SIGKILL the CLI while a decoder child is stuck: the child dies with it (and a stuck child
-    would not notice its closed pipe)."""
+    would not notice its closed pipe). What it left in TMPDIR (its folder of samples decoded ahead,
+    its progress folder) goes with the next run on its output, which removes a dead launcher's files."""
     folder = tmp_path / "in"
     folder.mkdir()
     shutil.copy(wav16k, folder / "decoder-hang.wav")
@@ -245,6 +243,10 @@ def test_a_killed_run_leaves_no_decoder_behind(tmp_path, wav16k):
     while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
+    left = glob.glob(f"{tempfile.gettempdir()}/{local_temp_prefix(str(tmp_path / 'out'))}{run.pid}-*")
+    assert any("-decoded-" in name for name in left), left
+    remove_local_temp(local_temp_prefix(str(tmp_path / "out")), spare_running=True)  # as the next run does
+    assert not [name for name in left if os.path.exists(name)]
 
 
 def _decoder_children(parent: int) -> list[int]:
