@@ -66,7 +66,9 @@ def _mel_power_fn(recipe: FeatureRecipe) -> Callable[[tf.Tensor], tf.Tensor]:
     filters = tf.constant(mel_filterbank(recipe.sample_rate, recipe.n_fft, recipe.n_mels, recipe.f_min, recipe.f_max))
     window = functools.partial(tf.signal.hann_window, periodic=True)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+    # autograph=False: straight-line ops, nothing to convert; converting wrote a source file into the
+    # temporary folder, one per process, never removed.
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)], autograph=False)
     def mel_power_f16(padded: tf.Tensor) -> tf.Tensor:
         stft = tf.signal.stft(padded, frame_length=recipe.n_fft, frame_step=recipe.hop_length,
                               fft_length=recipe.n_fft, window_fn=window, pad_end=False)
