@@ -190,7 +190,7 @@ def test_the_runs_metrics_are_read_from_the_pipeline_result(tmp_path):
     assert (per_track.count, per_track.sum) == (3, audio_ms)
     assert per_track.min == min(round(t["duration_s"] * 1000) for t in tracks)
     assert distributions["extract ms per track"].count == 4  # every file opened, the broken one too
-    assert distributions["extract ms per track"].min > 0
+    assert distributions["extract ms per track"].max > 0  # a file decoded ahead with an error is taken in 0 ms
 
     make_audio(music, "d.wav", 34, 3.0, 16000, 1, "wav16")
     clear_fsspec_caches()
