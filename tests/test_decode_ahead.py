@@ -96,6 +96,9 @@ def test_what_is_decoded_ahead_is_what_the_decoder_streams(tmp_path, monkeypatch
         assert error.value.kind == "NotAudio"
         assert ahead.take(c) is None  # never submitted
         assert list(samples.iterdir()) == []  # every file taken was read and removed
+        late = ahead.submit([c])  # the worker has started: its own decoders take the files now
+        wait(late)
+        assert late[0].result() is None and list(samples.iterdir()) == []
     finally:
         ahead.close()
 

@@ -74,20 +74,16 @@ class DecodeAhead:
         self._decoders = DecoderPool(processes, stall_timeout_s=stall_timeout_s).start()
         self._threads = ThreadPoolExecutor(processes, thread_name_prefix="decode-ahead")
         self._pending: dict[tuple[str, Optional[str]], Future] = {}
-        self._asked: set[tuple[str, Optional[str]]] = set()  # what a worker came for (before submit, rarely)
         # Once the worker takes its first file its own decoders run: a file not started by then is its.
         self._worker_started = False
         self._held_s = 0.0
         self._lock = threading.Lock()
 
     def submit(self, files: Sequence[InputFile]) -> list[Future]:
-        """Queue the first MAX_FILES of files no worker came for yet; their decodings, in order."""
-        queued = []
-        for file in files[:MAX_FILES]:
-            key = (file.uri, file.version)
-            if key not in self._asked:
-                self._pending[key] = future = self._threads.submit(self._decode, file)
-                queued.append(future)
+        """Queue the first MAX_FILES of files; their decodings, in order. (Submitted after the worker
+        started, they decode nothing: see _decode.)"""
+        queued = [self._threads.submit(self._decode, file) for file in files[:MAX_FILES]]
+        self._pending.update(((f.uri, f.version), future) for f, future in zip(files, queued))
         return queued
 
     def _decode(self, file: InputFile) -> Optional[Decoded]:
@@ -113,10 +109,8 @@ class DecodeAhead:
         """The file's decoding, waiting for it if it is under way; None when it was not decoded ahead
         (or not started yet: then it never will be, the worker decodes it, and from now on no
         further file starts here)."""
-        key = (file.uri, file.version)
-        self._asked.add(key)
         self._worker_started = True
-        future = self._pending.pop(key, None)
+        future = self._pending.pop((file.uri, file.version), None)
         if future is None or future.cancel():
             return None
         decoded = future.result()
