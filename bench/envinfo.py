@@ -1,6 +1,7 @@
 """The heading of a benchmark entry: date (UTC), machine and library versions."""
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import platform
@@ -93,6 +94,22 @@ process. Reproduce with `make bench` (or `.venv/bin/python -m bench.run [--minut
 included) with `.venv/bin/python -m bench.gpu_batch --append`. Each run appends an entry below.
 Shared machines are noisy: compare the ratios within one entry rather than numbers across entries.
 """
+
+
+def entry_parser(prog: str, description: str, **kwargs) -> argparse.ArgumentParser:
+    """A bench command's parser, with its --append and --out (where publish() appends the entry)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, **kwargs)
+    parser.add_argument("--append", action="store_true", help="append the entry to --out")
+    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    return parser
+
+
+def publish(entry: str, args: argparse.Namespace) -> None:
+    """Print a bench command's entry, and append it to args.out when asked (entry_parser's flags)."""
+    print("\n" + entry)
+    if args.append:
+        append(args.out, entry)
+        print(f"appended to {args.out}")
 
 
 def append(path: Path, text: str) -> None:

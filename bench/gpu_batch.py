@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from bench import envinfo
-from bench.proc import ROOT
 from bench.stages import load_model, parse_batches, recipe_of, time_batch
 
 DEFAULT_BATCHES = "1,8,32,64,128,256,512,1024"
@@ -74,14 +72,12 @@ def render(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = envinfo.entry_parser("python -m bench.gpu_batch", __doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="msd-musicnn")
     parser.add_argument("--batches", help=f"comma-separated batch sizes (default {DEFAULT_BATCHES}; --quick: {QUICK_BATCHES})")
     parser.add_argument("--precision", default="float32,float16,bfloat16", help="comma-separated precisions")
     parser.add_argument("--min-seconds", type=float, help="seconds timed per batch size (default 2; --quick: 0.3)")
     parser.add_argument("--quick", action="store_true", help="small batches, short timings: a smoke test")
-    parser.add_argument("--append", action="store_true", help="append the table to --out")
-    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
     batches = parse_batches(args.batches or (QUICK_BATCHES if args.quick else DEFAULT_BATCHES))
     min_seconds = args.min_seconds if args.min_seconds is not None else (0.3 if args.quick else 2.0)
@@ -96,10 +92,7 @@ def main(argv: list[str] | None = None) -> int:
              + f"- One patch = {recipe.patch_frames} frames = {recipe.seconds_per_patch:.3f} s of audio; float32 patches "
                "fed from host memory "
                f"each call; {min_seconds:g} s timed per batch size after one warm-up call.\n")
-    print("\n" + entry)
-    if args.append:
-        envinfo.append(args.out, entry)
-        print(f"appended to {args.out}")
+    envinfo.publish(entry, args)
     return 0
 
 

@@ -8,14 +8,11 @@ what the step added. The track is the first mp3 of the bench's album (bench.corp
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Callable
 
 from bench import envinfo
-from bench.proc import ROOT
 
 MODEL = "msd-musicnn"
 
@@ -102,16 +99,11 @@ def render(rows: list[tuple[str, float, float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--append", action="store_true", help="append the entry to --out")
-    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
-    args = parser.parse_args(argv)
+    args = envinfo.entry_parser("python -m bench.memory", __doc__.split("\n\n")[0]).parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     entry = envinfo.heading(f"where a plain run's memory goes (`python -m bench.memory`), model {MODEL}") + "\n" + \
         render(measure()) + "\n"
-    print("\n" + entry)
-    if args.append:
-        envinfo.append(args.out, entry)
+    envinfo.publish(entry, args)
     return 0
 
 

@@ -9,7 +9,6 @@ CLI in a fresh process: wall time (best of the repeats) and peak RSS (the highes
 """
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import time
@@ -112,11 +111,9 @@ def table(rows: list[dict], repeats: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.similar", description=__doc__.split("\n\n")[0])
+    parser = envinfo.entry_parser("python -m bench.similar", __doc__.split("\n\n")[0])
     parser.add_argument("--tracks", default="100000,1000000", help="store sizes, comma-separated")
     parser.add_argument("--repeats", type=int, default=3, help="queries per store (the best wall time is kept)")
-    parser.add_argument("--append", action="store_true", help="append the table to --out")
-    parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     args = parser.parse_args(argv)
     rows = []
     for n in (int(t) for t in args.tracks.split(",")):
@@ -125,10 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     entry = (envinfo.heading(f"similar tracks (`python -m bench.similar`): `python -m pipeline.similar STORE URI "
                              f"--k 10` over N tracked tracks, {DIM}-value embeddings, model {MODEL}")
              + "\n" + table(rows, args.repeats) + "\n")
-    print(entry)
-    if args.append:
-        envinfo.append(Path(args.out), entry)
-        print(f"appended to {args.out}")
+    envinfo.publish(entry, args)
     return 0 if all(r["ok"] for r in rows) else 1
 
 

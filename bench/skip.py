@@ -9,7 +9,6 @@ are short generated wavs. Each run is the CLI in a fresh process: wall time and 
 """
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import time
@@ -123,11 +122,9 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.skip", description=__doc__.split("\n\n")[0])
+    parser = envinfo.entry_parser("python -m bench.skip", __doc__.split("\n\n")[0])
     parser.add_argument("--tracks", default="10000,100000", help="store sizes, comma-separated")
     parser.add_argument("--new", type=int, default=100, help="new audio files in the manifest")
-    parser.add_argument("--append", action="store_true", help="append the table to --out")
-    parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     args = parser.parse_args(argv)
     rows = []
     for n in (int(t) for t in args.tracks.split(",")):
@@ -141,10 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         entry += (f"\n- Nothing changed, {large['n']:,} against {small['n']:,} tracks: {large['wall_s']:.1f} / "
                   f"{small['wall_s']:.1f} s = {large['wall_s'] / small['wall_s']:.2f}x the time for "
                   f"{large['n'] / small['n']:.0f}x the tracks.\n")
-    print(entry)
-    if args.append:
-        envinfo.append(Path(args.out), entry)
-        print(f"appended to {args.out}")
+    envinfo.publish(entry, args)
     return 0 if all(r["ok"] for r in rows) else 1
 
 
