@@ -23,7 +23,7 @@ RUN pip install /tmp/musicnn-beam-src && rm -rf /tmp/musicnn-beam-src
 # never installed (its own pins are from 2019).
 RUN pip download --no-deps musicnn==0.1.0 -d /tmp/musicnn \
  && python -m zipfile -e /tmp/musicnn/musicnn-0.1.0-py3-none-any.whl /tmp/musicnn/wheel \
- && python -m models.convert --original /tmp/musicnn/wheel/musicnn --out /opt/musicnn-beam/models \
+ && python -m musicnn_beam.models.convert --original /tmp/musicnn/wheel/musicnn --out /opt/musicnn-beam/models \
  && rm -rf /tmp/musicnn \
  && python -c "import apache_beam, tensorflow; assert apache_beam.__version__ == '2.77.0', apache_beam.__version__"
 

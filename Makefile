@@ -37,7 +37,7 @@ $(ORIGINAL)/.unpacked: | $(VENV)/.installed
 
 models: $(MODELS)/.converted
 $(MODELS)/.converted: $(ORIGINAL)/.unpacked $(wildcard models/*.py models/metadata/*.json) $(VENV)/.installed
-	$(PY) -m models.convert --original $(ORIGINAL)/musicnn --out $(MODELS)
+	$(PY) -m musicnn_beam.models.convert --original $(ORIGINAL)/musicnn --out $(MODELS)
 	touch $@
 
 # Written once: rewriting it would give every file a new version, and `make run` would tag it all again.

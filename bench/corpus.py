@@ -99,7 +99,7 @@ def ensure_hours_wav(hours: float, seed: int = 5000) -> Path:
     if _cached(path.with_suffix(".json"), manifest, [path]):
         return path
     print(f"  generating {path.relative_to(ROOT)} ({hours:g} h wav)", flush=True)
-    from demo.synth import synth_music
+    from musicnn_beam.demo.synth import synth_music
     segment = (np.clip(synth_music(seed, SEGMENT_S, rate, 1)[0], -1, 1) * 32767).astype("<i2").tobytes()
     total = int(hours * 3600 * rate) * 2
     AUDIO_DIR.mkdir(parents=True, exist_ok=True)
@@ -123,12 +123,12 @@ def _cached(manifest_path: Path, manifest: dict, files: list[Path]) -> bool:
 
 
 def _synth(seed: int, duration_s: float) -> np.ndarray:
-    from demo.synth import synth_music
+    from musicnn_beam.demo.synth import synth_music
     return synth_music(seed, duration_s, SAMPLE_RATE, CHANNELS)
 
 
 def _write(path: Path, samples: np.ndarray, codec: str) -> None:
-    from demo.encode import write_audio
+    from musicnn_beam.demo.encode import write_audio
     tmp = path.with_name(path.name + ".part")
     write_audio(tmp, samples, SAMPLE_RATE, codec)  # write_audio picks the container by codec, not suffix
     tmp.replace(path)

@@ -111,8 +111,8 @@ def sweep(quick: bool) -> list[dict]:
 def real_patches(seconds: float, seed: int = 11) -> np.ndarray:
     """Log-compressed mel patches of music-like audio the demo's synthesiser makes, as the pipeline
     computes them: (N, frames, mels) float32."""
-    from demo.synth import synth_music
-    from transforms import features
+    from musicnn_beam.demo.synth import synth_music
+    from musicnn_beam.transforms import features
 
     recipe = recipe_of(MODEL)
     mel = features.MelStream(recipe)

@@ -31,17 +31,17 @@ def steps() -> list[tuple[str, Callable[[], object]]]:
 
     def imports():
         import apache_beam  # noqa: F401
-        import models  # noqa: F401 - TensorFlow, as a worker imports it (models/quiet.py)
-        import transforms.inference  # noqa: F401
+        import musicnn_beam.models  # noqa: F401 - TensorFlow, as a worker imports it (models/quiet.py)
+        import musicnn_beam.transforms.inference  # noqa: F401
 
     def load():
-        from models.registry import resolve_model
-        from models.serving import LoadedModel
+        from musicnn_beam.models.registry import resolve_model
+        from musicnn_beam.models.serving import LoadedModel
         held["spec"] = resolve_model(MODEL)
         held["model"] = LoadedModel(held["spec"].local_path())
 
     def first_call():
-        from transforms.inference import PatchTagger
+        from musicnn_beam.transforms.inference import PatchTagger
         held["tagger"] = PatchTagger(held["model"], held["spec"].recipe)
         import numpy as np
         held["tagger"](np.zeros((1, held["spec"].recipe.patch_frames, held["spec"].recipe.n_mels), np.float16))
@@ -49,19 +49,19 @@ def steps() -> list[tuple[str, Callable[[], object]]]:
     def decode():
         import numpy as np
         from bench.corpus import ensure_album
-        from transforms.audio import decode_chunks
+        from musicnn_beam.transforms.audio import decode_chunks
         track = next(t for t in ensure_album() if t.suffix == ".mp3")
         held["samples"] = np.concatenate(list(decode_chunks(str(track), held["spec"].recipe.sample_rate)))
         held["track_s"] = len(held["samples"]) / held["spec"].recipe.sample_rate
 
     def mel():
-        from transforms import features
+        from musicnn_beam.transforms import features
         held["mel"] = features.mel_power(held["samples"], held["spec"].recipe)
         del held["samples"]
 
     def largest_batch():
-        from transforms.inference import TaggerModelHandler, predict_tracks
-        from transforms.records import TrackFeatures
+        from musicnn_beam.transforms.inference import TaggerModelHandler, predict_tracks
+        from musicnn_beam.transforms.records import TrackFeatures
         spec = held["spec"]
         per_track = len(held["mel"]) // spec.recipe.patch_frames
         copies = -(-TaggerModelHandler.MAX_BATCH_PATCHES // max(1, per_track))

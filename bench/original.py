@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="msd-musicnn")
     parser.add_argument("--result")
     args = parser.parse_args(argv)
-    from models.original import original_model, original_tags  # imports TensorFlow
+    from musicnn_beam.models.original import original_model, original_tags  # imports TensorFlow
 
     start = time.perf_counter()
     original_model(args.model)

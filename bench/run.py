@@ -357,7 +357,7 @@ IN_PROCESS_RUN = "(f) our CLI, the corpus twice (16 files), decoding in the work
 def measure_isolation_cli(files: list[Path], rounds: int = 2) -> list[Row]:
     """What isolation costs a whole run: the same run with decoders in processes and (bench only,
     decoders.IN_PROCESS_ENV) in the worker's threads, alternated `rounds` times; the faster of each."""
-    from transforms.decoders import IN_PROCESS_ENV
+    from musicnn_beam.transforms.decoders import IN_PROCESS_ENV
     folder = OUT_DIR / "corpus-twice" if (OUT_DIR / "corpus-twice").exists() else twice(files)
     runs: dict[str, list[Row]] = {ISOLATED_RUN: [], IN_PROCESS_RUN: []}
     for round_ in range(rounds):

@@ -39,7 +39,7 @@ def _lists(values: np.ndarray, size: int) -> pa.ListArray:
 
 def current_batches(n: int, classes: list[str], seed: int = 0) -> Iterator[pa.RecordBatch]:
     """n tracked `current` rows of MODEL, in the store's schema, ROWS_PER_BATCH at a time."""
-    from transforms.store import CURRENT_SCHEMA
+    from musicnn_beam.store.tables import CURRENT_SCHEMA
 
     rng = np.random.default_rng(seed)
     names = pa.array(classes)
@@ -67,7 +67,7 @@ def synthesise_store(output: Path, n: int, classes: list[str]) -> None:
     """A store (every table, as a run creates them) whose `current` holds n tracked tracks of MODEL."""
     from deltalake import write_deltalake
 
-    from transforms import store
+    from musicnn_beam.store import tables as store
 
     store.open_store(str(output))
     reader = pa.RecordBatchReader.from_batches(store.CURRENT_SCHEMA, current_batches(n, classes))
@@ -75,7 +75,7 @@ def synthesise_store(output: Path, n: int, classes: list[str]) -> None:
 
 
 def query(output: Path, uri: str, log: Path) -> dict:
-    measured = run_measured(python_module("pipeline.similar", str(output), uri, "--k", "10"), log)
+    measured = run_measured(python_module("musicnn_beam.pipeline.similar", str(output), uri, "--k", "10"), log)
     lines = log.read_text().splitlines()
     first = next((l for l in lines if l.strip().startswith("1 ")), None)
     return {"wall_s": measured.wall_s, "rss_mib": measured.peak_rss_mib, "first": first,
@@ -83,7 +83,7 @@ def query(output: Path, uri: str, log: Path) -> dict:
 
 
 def measure(n: int, repeats: int) -> dict:
-    from models.registry import resolve_model
+    from musicnn_beam.models.registry import resolve_model
 
     root = OUT / f"{n}"
     shutil.rmtree(root, ignore_errors=True)

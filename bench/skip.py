@@ -29,7 +29,7 @@ ROWS_PER_FILE = 50_000
 
 def synthesise_store(output: Path, n: int, fingerprint: str, classes: list[str]) -> None:
     """A store whose `tracks` and `current` hold n tagged tracks of MODEL, committed as one run."""
-    from transforms import store
+    from musicnn_beam.store import tables as store
 
     run_id = "00000000T000000Z-synthetic"
     store.open_store(str(output))
@@ -68,8 +68,8 @@ def synthesise_store(output: Path, n: int, fingerprint: str, classes: list[str])
 
 def new_audio(folder: Path, count: int) -> list[Path]:
     """count short distinct wavs (3 s, 16 kHz): what arrived since the last run."""
-    from demo.encode import write_audio
-    from demo.synth import synth_music
+    from musicnn_beam.demo.encode import write_audio
+    from musicnn_beam.demo.synth import synth_music
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -94,7 +94,7 @@ def run_cli(output: Path, manifest_path: Path, log: Path) -> dict:
 
 
 def measure(n: int, new_count: int) -> list[dict]:
-    from models.registry import resolve_model
+    from musicnn_beam.models.registry import resolve_model
 
     model = resolve_model(MODEL)
     root = OUT / f"{n}"

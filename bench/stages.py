@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 if TYPE_CHECKING:
-    from models.recipe import FeatureRecipe
+    from musicnn_beam.models.recipe import FeatureRecipe
 
 
 def recipe_of(model: str) -> "FeatureRecipe":
     """The model's feature recipe (sample rate, patch size ...), from its metadata."""
-    from models.registry import resolve_model
+    from musicnn_beam.models.registry import resolve_model
     return resolve_model(model).recipe
 
 
@@ -34,7 +34,7 @@ def decode_stage(files: list[str], recipe: "FeatureRecipe", threads: int = 1) ->
     threads decode: how far decoding scales within one Python process (the GIL)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from transforms.audio import decode_audio
+    from musicnn_beam.transforms.audio import decode_audio
     start, cpu = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(threads) as pool:
         durations = [decoded.duration_s for decoded in pool.map(decode_audio, files, [recipe.sample_rate] * len(files))]
@@ -49,7 +49,7 @@ def isolated_decode_stage(files: list[str], recipe: "FeatureRecipe", processes: 
     import resource
     from concurrent.futures import ThreadPoolExecutor
 
-    from transforms.decoders import DecodeRequest, DecoderPool
+    from musicnn_beam.transforms.decoders import DecodeRequest, DecoderPool
 
     started = time.perf_counter()
     pool = DecoderPool(processes).start(wait=True)  # children start once a run, as the pipeline's do: not timed
@@ -77,8 +77,8 @@ def isolation_stage(files: list[str], recipe: "FeatureRecipe", rounds: int = 5) 
     back, alternating which goes first, `rounds` times; each way's time is the sum over files of the
     file's fastest decode (as timeit takes the best: what the code costs, without this shared
     machine's hiccups, which made whole rounds differ by several per cent)."""
-    from transforms.audio import decode_audio
-    from transforms.decoders import DecodeRequest, DecoderPool
+    from musicnn_beam.transforms.audio import decode_audio
+    from musicnn_beam.transforms.decoders import DecodeRequest, DecoderPool
 
     pool = DecoderPool(1).start(wait=True)  # children start once a run, as the pipeline's do: not timed
 
@@ -108,8 +108,8 @@ def isolation_stage(files: list[str], recipe: "FeatureRecipe", rounds: int = 5) 
 
 
 def features_stage(files: list[str], recipe: "FeatureRecipe") -> dict:
-    from transforms.audio import decode_audio
-    from transforms.features import log_mel
+    from musicnn_beam.transforms.audio import decode_audio
+    from musicnn_beam.transforms.features import log_mel
     decoded = [decode_audio(path, recipe.sample_rate).samples for path in files]
     log_mel(decoded[0][:recipe.sample_rate], recipe)  # trace the tf.function once
     start, cpu = time.perf_counter(), time.process_time()
@@ -119,8 +119,8 @@ def features_stage(files: list[str], recipe: "FeatureRecipe") -> dict:
 
 
 def load_model(name: str, precision: str) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    from models.registry import resolve_model
-    from models.serving import LoadedModel
+    from musicnn_beam.models.registry import resolve_model
+    from musicnn_beam.models.serving import LoadedModel
     return LoadedModel(resolve_model(name).local_path(), precision=precision)
 
 

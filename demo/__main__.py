@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from demo.bad import write_bad_inputs
-from demo.encode import write_audio
-from demo.synth import synth_music
+from musicnn_beam.demo.bad import write_bad_inputs
+from musicnn_beam.demo.encode import write_audio
+from musicnn_beam.demo.synth import synth_music
 
 
 class Track(NamedTuple):

@@ -11,8 +11,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from demo.encode import write_audio
-from demo.synth import synth_music
+from musicnn_beam.demo.encode import write_audio
+from musicnn_beam.demo.synth import synth_music
 
 __all__ = ["write_bad_inputs"]
 

@@ -6,6 +6,6 @@ import os
 # unavailable in the process; a SavedModel loads without it.)
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from models.quiet import import_tensorflow_quietly  # noqa: E402
+from musicnn_beam.models.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()  # before any module of this package imports it

@@ -19,9 +19,10 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from models import musicnn, vgg
-from models.recipe import FeatureRecipe
-from models.registry import METADATA_DIR, METADATA_FILE, PRECISIONS, known_models, signature_name
+from musicnn_beam.models import musicnn
+from musicnn_beam.models import vgg
+from musicnn_beam.models.recipe import FeatureRecipe
+from musicnn_beam.models.registry import METADATA_DIR, METADATA_FILE, PRECISIONS, known_models, signature_name
 
 ARCHITECTURES: dict[str, Callable] = {"musicnn": musicnn.forward, "vgg": vgg.forward}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from models.layers import Weights, batch_norm, batch_norm_affine, conv2d, dense, pad_time
+from musicnn_beam.models.layers import Weights, batch_norm, batch_norm_affine, conv2d, dense, pad_time
 
 # Layer names are the checkpoint's, in the order the original code creates them.
 _TIMBRAL = (("conv2d", "batch_normalization_1"), ("conv2d_1", "batch_normalization_2"))

@@ -20,7 +20,7 @@ from typing import Any
 import fsspec
 from fsspec.core import url_to_fs
 
-from models.recipe import FeatureRecipe
+from musicnn_beam.models.recipe import FeatureRecipe
 
 METADATA_DIR = Path(__file__).parent / "metadata"
 METADATA_FILE = "model.json"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from models.registry import signature_name
+from musicnn_beam.models.registry import signature_name
 
 # Patches per model call when none is asked for: CPU throughput is flat from 8 to 64 patches a call
 # (`make bench`, model rows) while memory grows with the batch (oneDNN's working buffers: measured

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from models.layers import Weights, batch_norm, conv2d, dense
+from musicnn_beam.models.layers import Weights, batch_norm, conv2d, dense
 
 _LAYERS = tuple((f"{i}CNN", f"batch_normalization_{i}") for i in range(1, 6))
 

@@ -1,3 +1,3 @@
-from pipeline.cli import console_main
+from musicnn_beam.pipeline.cli import console_main
 
 console_main()

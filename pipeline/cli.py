@@ -30,14 +30,15 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, _BeamArgumentParser
 from apache_beam.runners.runner import PipelineResult
 
-from models.quiet import QUIET_ENV, native_stderr_silenced
-from models.recipe import RecipeError
-from models.registry import DEFAULT_MODEL, PRECISIONS, ModelNotFound, resolve_model
-from pipeline.config import ConfigError, expand_config
-from transforms import decode_ahead, store
-from transforms.decoders import DEFAULT_STALL_TIMEOUT_S
-from transforms.incremental import RunFacts, is_tagged, settings_key
-from transforms.sources import ManifestError, NoMatch, check_input, is_local, read_manifest_columns
+from musicnn_beam.models.quiet import QUIET_ENV, native_stderr_silenced
+from musicnn_beam.models.recipe import RecipeError
+from musicnn_beam.models.registry import DEFAULT_MODEL, PRECISIONS, ModelNotFound, resolve_model
+from musicnn_beam.pipeline.config import ConfigError, expand_config
+from musicnn_beam.transforms import decode_ahead
+from musicnn_beam.store import tables as store
+from musicnn_beam.transforms.decoders import DEFAULT_STALL_TIMEOUT_S
+from musicnn_beam.store.plan import RunFacts, is_tagged, settings_key
+from musicnn_beam.transforms.sources import ManifestError, NoMatch, check_input, is_local, read_manifest_columns
 
 PROG = "musicnn-beam"
 # Past this a track is TooLong, found in bounded time: a 6-hour track's whole run peaks at 1.8 GB RSS
@@ -272,9 +273,9 @@ def run(argv: list[str]) -> "Launched":
 
     # TensorFlow comes in only now: its start-up chatter on stderr would bury a one-line usage error.
     with native_stderr_silenced(not args.verbose):
-        from pipeline.graph import CommitRun, InputSpec, PlanRun, StoreRun, TagCatalogue, TagSettings
-        from transforms.inference import ModelLoadFailed, forget_preloaded, preload_model
-        from transforms.tally import RunTally
+        from musicnn_beam.pipeline.graph import CommitRun, InputSpec, PlanRun, StoreRun, TagCatalogue, TagSettings
+        from musicnn_beam.transforms.inference import ModelLoadFailed, forget_preloaded, preload_model
+        from musicnn_beam.transforms.tally import RunTally
 
     try:
         settings = TagSettings(model=model, patch_hop=patch_hop, batch_size=args.batch_size, precision=args.precision,
@@ -330,7 +331,7 @@ def showing_progress(folder: Optional[str]) -> Iterator[None]:
     if folder is None:
         yield
         return
-    from pipeline.progress import ProgressLine
+    from musicnn_beam.pipeline.progress import ProgressLine
 
     with ProgressLine(folder, prefix=f"{PROG}: "):
         yield
@@ -376,8 +377,8 @@ def plan_line(result) -> str:
     """A dry run's plan, from the pipeline's `plan: ...` counters (graph.decision_apart)."""
     from apache_beam.metrics.metric import MetricsFilter
 
-    from pipeline.graph import METRICS
-    from transforms.incremental import REASONS
+    from musicnn_beam.pipeline.graph import METRICS
+    from musicnn_beam.store.plan import REASONS
 
     counters = {c.key.metric.name: c.committed
                 for c in result.metrics().query(MetricsFilter().with_namespace(METRICS))["counters"]}
@@ -507,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     except TemplateWritten as written:
         print(f"{PROG}: wrote the Dataflow job template to {written}; nothing was tagged")
         return 0
-    from pipeline.report import run_line
+    from musicnn_beam.reports.text import run_line
 
     row = store.read_run(output, run_id)
     print(f"{PROG}: {run_line(row)}; store {output}")
@@ -516,6 +517,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def console_main() -> None:
     """Entry point of `python -m pipeline` and the console script."""
-    from pipeline import exit_after_output
+    from musicnn_beam.pipeline import exit_after_output
 
     exit_after_output(main())

@@ -15,18 +15,18 @@ from typing import Any, Iterator, Optional, Tuple
 import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 
-from models.registry import ModelSpec
-from transforms import store
-from transforms.decoders import DEFAULT_STALL_TIMEOUT_S
-from transforms.errors import TaggingError
-from transforms.extract import ERRORS, ExtractFeatures
-from transforms.incremental import (Removed, RunFacts, Skipped, current_row_of_error, current_row_of_track, decide,
+from musicnn_beam.models.registry import ModelSpec
+from musicnn_beam.store import tables as store
+from musicnn_beam.transforms.decoders import DEFAULT_STALL_TIMEOUT_S
+from musicnn_beam.transforms.errors import TaggingError
+from musicnn_beam.transforms.extract import ERRORS, ExtractFeatures
+from musicnn_beam.store.plan import (Removed, RunFacts, Skipped, current_row_of_error, current_row_of_track, decide,
                                     settings_key)
-from transforms.inference import ModelLoadFailed, TaggerModelHandler, patch_rows, track_row
-from transforms.records import ErrorRecord, InputFile, TrackFeatures
-from transforms.sinks import WriteBundleFiles
-from transforms.sources import expand_input, file_identity, read_manifest, with_version
-from transforms.tally import NAMESPACE as METRICS, RunTally, counter
+from musicnn_beam.transforms.inference import ModelLoadFailed, TaggerModelHandler, patch_rows, track_row
+from musicnn_beam.transforms.records import ErrorRecord, InputFile, TrackFeatures
+from musicnn_beam.transforms.sinks import WriteBundleFiles
+from musicnn_beam.transforms.sources import expand_input, file_identity, read_manifest, with_version
+from musicnn_beam.transforms.tally import NAMESPACE as METRICS, RunTally, counter
 
 SKIPPED, CURRENT = "skipped", "current"
 

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Callable, Optional, TextIO
 
-from transforms.tally import Tally, read_folder
+from musicnn_beam.transforms.tally import Tally, read_folder
 
 REDRAW_S = 1.0
 LOG_EVERY_S = 30.0

@@ -1,5 +1,5 @@
 """Print a store's current view: per model, every file's latest result (top tags, error or removed),
-and the last run; or write it as an HTML page (pipeline/html_report.py).
+and the last run; or write it as an HTML page (reports/page.py).
 
     python -m pipeline.report OUTPUT      (a local folder or a URI: s3://..., gs://...)
     python -m pipeline.report OUTPUT --html FILE [--track URI ...] [--model NAME]
@@ -7,89 +7,11 @@ and the last run; or write it as an HTML page (pipeline/html_report.py).
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 
-from transforms.store import join, read_table
+from musicnn_beam.reports.text import ReportError, format_report
 
 PROG = "musicnn-beam report"
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-class ReportError(Exception):
-    """A store that cannot be read: reported in one line, exit status 2."""
-
-
-def common_prefix(uris: list[str]) -> str:
-    """The deepest folder above every URI, scheme kept: "s3://b/in", "/data/in". "" when there is none worth
-    stripping: fewer than two URIs, mixed schemes or buckets, or only the root "/" in common."""
-    if len(uris) < 2:
-        return ""
-    schemes, folders = set(), []
-    for uri in uris:
-        match = _SCHEME.match(uri)
-        scheme = match.group(0) if match else ""
-        schemes.add(scheme)
-        folders.append(uri[len(scheme):].split("/")[:-1])  # folders only: no URI is left with an empty name
-    if len(schemes) != 1:
-        return ""
-    common: list[str] = []
-    for parts in zip(*folders):
-        if len(set(parts)) != 1:
-            break
-        common.append(parts[0])
-    path = "/".join(common)  # after a scheme, the first part is the bucket: different buckets share nothing
-    return schemes.pop() + path if path.strip("/") else ""
-
-
-def _read_rows(output: str, table: str) -> list[dict]:
-    try:
-        return read_table(output, table).to_pylist()
-    # Any failure to read is the store's fault (missing, not Delta, storage unreachable: each storage
-    # raises its own types), not a bug here.
-    except Exception as exc:
-        message = " ".join(str(exc).split())  # one line, whatever the storage put in the message
-        raise ReportError(f"cannot read {join(output, table)}: {type(exc).__name__}: {message}") from exc
-
-
-def format_report(output: str, top: int = 3, model: str | None = None) -> str:
-    """The text report; model: that model's rows only (None: every model's)."""
-    current = sorted((r for r in _read_rows(output, "current") if model is None or r["model"] == model),
-                     key=lambda r: (r["model"], r["status"] != "tracked", r["uri"]))
-    if model is not None and not current:
-        raise ReportError(f"no model {model!r} in {join(output, 'current')}")
-    runs = sorted((r for r in _read_rows(output, "runs") if model is None or r["model"] == model),
-                  key=lambda r: r["finished"])
-    prefix = common_prefix([r["uri"] for r in current])
-    width = max([len(r["uri"].removeprefix(f"{prefix}/") if prefix else r["uri"]) for r in current] + [5])
-    lines = [f"under {prefix}/"] if prefix else []
-    for model in sorted({r["model"] for r in current}):
-        rows = [r for r in current if r["model"] == model]
-        counts = {s: sum(r["status"] == s for r in rows) for s in ("tracked", "error", "removed")}
-        lines += ["", f"model {model}: {counts['tracked']} tracked, {counts['error']} errors, {counts['removed']} removed",
-                  f"{'track':<{width}}  {'dur s':>6}  top tags"]
-        for row in rows:
-            uri = row["uri"].removeprefix(f"{prefix}/") if prefix else row["uri"]
-            if row["status"] == "tracked":
-                scores = dict(zip(row["top_tags"], sorted(row["activations"], reverse=True)))
-                tags = ", ".join(f"{tag} {scores[tag]:.2f}" for tag in row["top_tags"][:top])
-                lines.append(f"{uri:<{width}}  {row['duration_s']:6.1f}  {tags}")
-            elif row["status"] == "error":
-                lines.append(f"{uri:<{width}}  {'-':>6}  error {row['error']}: {row['message']}")
-            else:
-                lines.append(f"{uri:<{width}}  {'-':>6}  removed (run {row['run_id']})")
-    if runs:
-        lines += ["", f"last run: {run_line(runs[-1])}"]
-    return "\n".join(lines).lstrip("\n")
-
-
-def run_line(run: dict) -> str:
-    """A runs row in one line, as the CLI prints it at the end of a run."""
-    kinds = dict(run["failed_by_kind"] or [])
-    failed = f"{run['failed']} failed" + (f" ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))})" if kinds else "")
-    return (f"run {run['run_id']} {run['status']} in {run['wall_s']:.1f} s: {run['listed']} listed, "
-            f"{run['skipped']} skipped, {run['tagged']} tagged ({run['audio_s']:.1f} audio s), {failed}, "
-            f"{run['removed']} removed; model {run['model']} ({run['fingerprint']}), {run['settings']}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -112,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.track and not args.html:
             raise ReportError("--track needs --html (the text report lists every track)")
         if args.html:
-            from transforms.sources import normalise_uri
+            from musicnn_beam.transforms.sources import normalise_uri
             return _write_html(args.output, args.html, args.model, [normalise_uri(u) for u in args.track])
         report = format_report(args.output, model=args.model)
     except ReportError as exc:
@@ -123,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write_html(output: str, path: str, model: str | None, tracks: list[str]) -> int:
-    from pipeline.html_report import render
-    from transforms.catalogue_view import ViewError
+    from musicnn_beam.reports.page import render
+    from musicnn_beam.reports.view import ViewError
 
     try:
         page = render(output, model=model, tracks=tracks)
@@ -141,6 +63,6 @@ def _write_html(output: str, path: str, model: str | None, tracks: list[str]) ->
 
 
 if __name__ == "__main__":
-    from pipeline import exit_after_output
+    from musicnn_beam.pipeline import exit_after_output
 
     exit_after_output(main())

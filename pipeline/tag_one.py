@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from typing import Optional
 
-from models.registry import ModelSpec
-from models.serving import LoadedModel
-from pipeline.cli import DEFAULT_MAX_DURATION_S
-from transforms.decoders import DecoderPool
-from transforms.errors import TaggingError
-from transforms.extract import extract
-from transforms.inference import PatchTagger, predict_tracks, track_row
-from transforms.records import ErrorRecord, InputFile
+from musicnn_beam.models.registry import ModelSpec
+from musicnn_beam.models.serving import LoadedModel
+from musicnn_beam.pipeline.cli import DEFAULT_MAX_DURATION_S
+from musicnn_beam.transforms.decoders import DecoderPool
+from musicnn_beam.transforms.errors import TaggingError
+from musicnn_beam.transforms.extract import extract
+from musicnn_beam.transforms.inference import PatchTagger, predict_tracks, track_row
+from musicnn_beam.transforms.records import ErrorRecord, InputFile
 
 
 def tag_one(uri: str, model: ModelSpec, patch_hop: Optional[int] = None, precision: str = "float32",

@@ -7,10 +7,10 @@ from typing import Callable
 
 import pytest
 
-from demo.encode import write_audio
-from demo.synth import synth_music
-from models.recipe import FeatureRecipe
-from models.registry import known_models, models_dir, resolve_model
+from musicnn_beam.demo.encode import write_audio
+from musicnn_beam.demo.synth import synth_music
+from musicnn_beam.models.recipe import FeatureRecipe
+from musicnn_beam.models.registry import known_models, models_dir, resolve_model
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +23,7 @@ def converted_models() -> Path:
 @pytest.fixture(scope="session")
 def loaded_model(converted_models) -> Callable:
     """loaded_model(name, precision="float32") -> models.serving.LoadedModel, each loaded once a session."""
-    from models.serving import LoadedModel
+    from musicnn_beam.models.serving import LoadedModel
 
     cache: dict[tuple[str, str], LoadedModel] = {}
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports(include=["transforms"]):
-    from transforms.audio import decode_chunks
-    from transforms.errors import TaggingError
+    from musicnn_beam.transforms.audio import decode_chunks
+    from musicnn_beam.transforms.errors import TaggingError
 
 
 def decode_one(data: bytes) -> None:

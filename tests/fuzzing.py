@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from demo.encode import write_audio
-from demo.synth import synth_music
+from musicnn_beam.demo.encode import write_audio
+from musicnn_beam.demo.synth import synth_music
 
 FINDINGS = Path(__file__).resolve().parent / "fuzz_findings"
 # codec -> (file name, sample rate, channels): about a second each, so a mutation decodes in milliseconds

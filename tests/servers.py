@@ -344,7 +344,7 @@ def clear_fsspec_caches() -> None:
 
 
 def run_cli(argv: list[str]) -> int:
-    from pipeline.cli import main
+    from musicnn_beam.pipeline.cli import main
 
     clear_fsspec_caches()
     return main(argv)
@@ -352,14 +352,14 @@ def run_cli(argv: list[str]) -> int:
 
 def run_cli_subprocess(argv: list[str], cwd: Path, timeout_s: float = 300) -> subprocess.CompletedProcess:
     """`python -m pipeline ARGV` in CWD with the current environment (the storage variables included)."""
-    return subprocess.run([sys.executable, "-m", "pipeline", *argv], cwd=str(cwd), env=worker_environment(),
+    return subprocess.run([sys.executable, "-m", "musicnn_beam.pipeline", *argv], cwd=str(cwd), env=worker_environment(),
                           capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
 
 
 def read_table(output: str, table: str):
     """A pyarrow Table of the store's TABLE as of its latest commit, local or on S3, as any Delta
     reader sees it."""
-    from transforms.store import read_table as store_read_table
+    from musicnn_beam.store.tables import read_table as store_read_table
 
     return store_read_table(output, table)
 

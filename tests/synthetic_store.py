@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 from deltalake import write_deltalake
 
-from transforms import store
+from musicnn_beam.store import tables as store
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "msd-musicnn"

@@ -12,11 +12,11 @@ import pytest
 import soundfile as sf
 import soxr
 
-from demo.bad import write_bad_inputs
-from demo.encode import write_audio
-from demo.synth import synth_music
-from transforms.audio import AUDIO_EXTENSIONS, decode_audio
-from transforms.errors import TaggingError
+from musicnn_beam.demo.bad import write_bad_inputs
+from musicnn_beam.demo.encode import write_audio
+from musicnn_beam.demo.synth import synth_music
+from musicnn_beam.transforms.audio import AUDIO_EXTENSIONS, decode_audio
+from musicnn_beam.transforms.errors import TaggingError
 
 SR = 16000  # musicnn's input rate (librosa.load(path, sr=16000))
 
@@ -198,7 +198,7 @@ def test_empty_file_object():
 def test_streaming_resampler_equals_one_shot():
     """The streaming soxr path must equal librosa's one-shot soxr.resample (checked at 30 s), its
     length included."""
-    from transforms.audio import _MonoResampler
+    from musicnn_beam.transforms.audio import _MonoResampler
 
     rng = np.random.default_rng(0)
     for rate in (44100, 48000, 16000, 8000):

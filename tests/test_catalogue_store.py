@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_audio
-from transforms import store
+from musicnn_beam.store import tables as store
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("converted_models")]
 
 
 def cli(*args: str, timeout_s: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "musicnn_beam.pipeline", *args], capture_output=True, text=True,
                           timeout=timeout_s, stdin=subprocess.DEVNULL)
 
 
@@ -119,7 +119,7 @@ def test_a_killed_run_then_a_new_one_ends_with_every_file_once(tmp_path):
     music, output = catalogue(tmp_path / "music"), tmp_path / "store"
     for i in range(4):  # enough work that the kill lands midway
         make_audio(music, f"long{i}.wav", 30 + i, 30.0, 16000, 1, "wav16")
-    run = subprocess.Popen([sys.executable, "-m", "pipeline", "--input", str(music), "--output", str(output)],
+    run = subprocess.Popen([sys.executable, "-m", "musicnn_beam.pipeline", "--input", str(music), "--output", str(output)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not list((output / "patches").glob("part-*.parquet")) and time.monotonic() < deadline and run.poll() is None:
@@ -151,7 +151,7 @@ def test_a_killed_run_then_a_new_one_ends_with_every_file_once(tmp_path):
 
 def test_two_runs_at_once_never_mix_or_duplicate(tmp_path):
     music, output = catalogue(tmp_path / "music"), tmp_path / "store"
-    command = [sys.executable, "-m", "pipeline", "--input", str(music), "--output", str(output)]
+    command = [sys.executable, "-m", "musicnn_beam.pipeline", "--input", str(music), "--output", str(output)]
     runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [(run.wait(timeout=300), *run.communicate()) for run in runs]
     codes = sorted(code for code, _, _ in results)
@@ -203,7 +203,7 @@ def test_the_skip_decision_holds_for_100000_files(tmp_path):
     none is lost or opened. (In Beam's multi_threading mode the join's data was garbled at this
     size: files were tagged again, or the run read garbage; see pipeline/cli.py.)"""
     from bench.skip import manifest, synthesise_store
-    from models.registry import resolve_model
+    from musicnn_beam.models.registry import resolve_model
 
     model = resolve_model("msd-musicnn")
     synthesise_store(tmp_path / "store", 100_000, model.fingerprint(), model.classes)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tests import synthetic_store
-from transforms import catalogue_view as cv
+from musicnn_beam.reports import view as cv
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.cli import build_parser
+from musicnn_beam.pipeline.cli import build_parser
 
 pytest_plugins = ["tests.servers"]
 
@@ -175,7 +175,7 @@ def test_the_dataflow_profile_writes_the_job_we_mean(placement, gcs_server, gcs_
     arguments as the launcher passes them, the job written into the staging bucket as a launch does."""
     from apache_beam.portability.api import beam_runner_api_pb2
 
-    from transforms.store import read_table
+    from musicnn_beam.store.tables import read_table
 
     profile = yaml.safe_load(PROFILE.read_text())
     config, extra = PROFILE, []

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from tests.conftest import make_audio
-from transforms import decode_ahead
-from transforms.audio import AudioInfo
-from transforms.decode_ahead import DecodeAhead, Decoded, files_to_decode
-from transforms.decoders import DecodeRequest, DecoderPool
-from transforms.errors import TaggingError
-from transforms.incremental import RunFacts, is_tagged
-from transforms.sources import expand_input
+from musicnn_beam.transforms import decode_ahead
+from musicnn_beam.transforms.audio import AudioInfo
+from musicnn_beam.transforms.decode_ahead import DecodeAhead, Decoded, files_to_decode
+from musicnn_beam.transforms.decoders import DecodeRequest, DecoderPool
+from musicnn_beam.transforms.errors import TaggingError
+from musicnn_beam.store.plan import RunFacts, is_tagged
+from musicnn_beam.transforms.sources import expand_input
 
 RATE = 16000
 
@@ -118,9 +118,10 @@ def test_what_is_decoded_ahead_is_what_the_decoder_streams(tmp_path, monkeypatch
 def test_a_run_that_decodes_ahead_writes_the_same_rows(tmp_path, monkeypatch):
     from apache_beam.metrics.metric import MetricsFilter
 
-    from pipeline.cli import run
+    from musicnn_beam.pipeline.cli import run
     from tests.servers import clear_fsspec_caches
-    from transforms import store, tally
+    from musicnn_beam.store import tables as store
+    from musicnn_beam.transforms import tally
 
     music = tmp_path / "music"
     music.mkdir()

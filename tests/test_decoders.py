@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import make_audio
-from transforms.decoders import DecodeRequest, DecoderPool
+from musicnn_beam.transforms.decoders import DecodeRequest, DecoderPool
 
 pytestmark = pytest.mark.integration  # decoder processes
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from transforms.errors import KINDS, TaggingError, read_failure
-from transforms.extract import check_usable
-from transforms.features import MelStream
-from transforms.records import ErrorRecord, InputFile
+from musicnn_beam.transforms.errors import KINDS, TaggingError, read_failure
+from musicnn_beam.transforms.extract import check_usable
+from musicnn_beam.transforms.features import MelStream
+from musicnn_beam.transforms.records import ErrorRecord, InputFile
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -5,9 +5,9 @@ import librosa
 import numpy as np
 import pytest
 
-from models.original import librosa_load, librosa_log_mel
-from models.recipe import FeatureRecipe
-from transforms import features
+from musicnn_beam.models.original import librosa_load, librosa_log_mel
+from musicnn_beam.models.recipe import FeatureRecipe
+from musicnn_beam.transforms import features
 
 
 def test_mel_filterbank_is_librosas_slaney_filterbank():
@@ -95,7 +95,7 @@ def test_chunked_mel_equals_one_pass(n, recipe):
 ])
 def test_other_recipes_match_librosa(sample_rate, n_fft, hop, n_mels, f_max):
     """The recipe's numbers reach every step: librosa with the same settings is the reference."""
-    from demo.synth import synth_music
+    from musicnn_beam.demo.synth import synth_music
 
     recipe = FeatureRecipe(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop, n_mels=n_mels, f_min=0.0,
                            f_max=f_max, patch_frames=187, compression="log10(10000 * float16(mel) + 1)")

@@ -9,10 +9,10 @@ import collections
 import pytest
 
 from tests.fuzzing import FINDINGS, mutations, write_seeds
-from transforms.decoders import DecoderPool
-from transforms.errors import KINDS
-from transforms.extract import extract
-from transforms.records import ErrorRecord, InputFile, TrackFeatures
+from musicnn_beam.transforms.decoders import DecoderPool
+from musicnn_beam.transforms.errors import KINDS
+from musicnn_beam.transforms.extract import extract
+from musicnn_beam.transforms.records import ErrorRecord, InputFile, TrackFeatures
 
 pytestmark = pytest.mark.integration  # decoder processes
 

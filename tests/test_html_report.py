@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import figures, report
-from pipeline.html_report import render
-from transforms.catalogue_view import Shown
+from musicnn_beam.reports import figures
+from musicnn_beam.pipeline import report
+from musicnn_beam.reports.page import render
+from musicnn_beam.reports.view import Shown
 from tests import synthetic_store
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from transforms.inference import predict_tracks
-from transforms.records import TrackFeatures
+from musicnn_beam.transforms.inference import predict_tracks
+from musicnn_beam.transforms.records import TrackFeatures
 
 
 def fingerprint_tagger(calls: list[int]):
@@ -55,8 +55,8 @@ class RecordingModel:
 
 
 def test_the_model_sees_one_batch_shape_and_padding_is_cut_off():
-    from models.registry import resolve_model
-    from transforms.inference import PatchTagger
+    from musicnn_beam.models.registry import resolve_model
+    from musicnn_beam.transforms.inference import PatchTagger
 
     recipe = resolve_model("msd-musicnn").recipe
     model = RecordingModel()
@@ -75,8 +75,8 @@ def test_the_model_loads_and_warms_in_the_background_and_a_failed_load_fails_the
     fault: run_inference raises instead of giving every track an InferenceFailed row."""
     import pytest
 
-    from models.registry import resolve_model
-    from transforms.inference import LoadingTagger, ModelLoadFailed, PatchTagger, TaggerModelHandler
+    from musicnn_beam.models.registry import resolve_model
+    from musicnn_beam.transforms.inference import LoadingTagger, ModelLoadFailed, PatchTagger, TaggerModelHandler
 
     spec = resolve_model("msd-musicnn")
     recipe = spec.recipe

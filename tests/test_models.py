@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from demo.encode import write_audio
-from demo.synth import synth_music
-from models.original import librosa_load, librosa_log_mel, original_model, original_patches, original_tags
-from models.registry import known_models, resolve_model
-from transforms.audio import decode_audio
-from transforms.features import mel_power
-from transforms.inference import PatchTagger, predict_tracks
-from transforms.records import TrackFeatures
+from musicnn_beam.demo.encode import write_audio
+from musicnn_beam.demo.synth import synth_music
+from musicnn_beam.models.original import librosa_load, librosa_log_mel, original_model, original_patches, original_tags
+from musicnn_beam.models.registry import known_models, resolve_model
+from musicnn_beam.transforms.audio import decode_audio
+from musicnn_beam.transforms.features import mel_power
+from musicnn_beam.transforms.inference import PatchTagger, predict_tracks
+from musicnn_beam.transforms.records import TrackFeatures
 
 
 @pytest.fixture(scope="module")

@@ -98,7 +98,7 @@ def test_dockerfile_uses_the_pinned_beam_and_tensorflow():
         assert SpecifierSet(PYPROJECT["project"]["requires-python"]).contains(f"{python[1]}.{python[2]}"), image
     body = "\n".join(instructions)
     assert re.search(rf"tensorflow\[and-cuda\]=={re.escape(pinned('tensorflow'))}\b", body)
-    assert re.search(r"pip install [^\n]*\S", body) and "models.convert" in body
+    assert re.search(r"pip install [^\n]*\S", body) and "musicnn_beam.models.convert" in body
     assert re.search(r"^ENV\s+MUSICNN_BEAM_MODELS[= ]/opt/musicnn-beam/models\s*$", body, re.M)
     assert not re.search(r"^(ENTRYPOINT|CMD)\b", body, re.M | re.I), "keep Beam's boot entrypoint"
 

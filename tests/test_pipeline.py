@@ -15,17 +15,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from demo.bad import write_bad_inputs
-from demo.encode import write_audio
-from demo.synth import synth_music
-from models.original import librosa_load, original_model, original_tags
-from models.registry import resolve_model
-from pipeline.cli import local_temp_prefix, main, remove_local_temp
+from musicnn_beam.demo.bad import write_bad_inputs
+from musicnn_beam.demo.encode import write_audio
+from musicnn_beam.demo.synth import synth_music
+from musicnn_beam.models.original import librosa_load, original_model, original_tags
+from musicnn_beam.models.registry import resolve_model
+from musicnn_beam.pipeline.cli import local_temp_prefix, main, remove_local_temp
 from tests.conftest import make_audio
 from tests.test_config import CONFIGS
-from transforms import store
-from transforms.decoders import TEST_HOOKS_ENV
-from transforms.errors import KINDS
+from musicnn_beam.store import tables as store
+from musicnn_beam.transforms.decoders import TEST_HOOKS_ENV
+from musicnn_beam.transforms.errors import KINDS
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("converted_models")]
 
@@ -154,7 +154,7 @@ def test_patch_hop_glob_manifest_profile_and_other_model(catalogue, tmp_path):
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, timeout=120,
+    return subprocess.run([sys.executable, "-m", "musicnn_beam.pipeline", *args], capture_output=True, text=True, timeout=120,
                           env=env)
 
 
@@ -225,7 +225,7 @@ def test_a_killed_run_leaves_no_decoder_behind(tmp_path, wav16k):
     folder = tmp_path / "in"
     folder.mkdir()
     shutil.copy(wav16k, folder / "decoder-hang.wav")
-    command = [sys.executable, "-m", "pipeline", "--input", str(folder), "--output", str(tmp_path / "out"),
+    command = [sys.executable, "-m", "musicnn_beam.pipeline", "--input", str(folder), "--output", str(tmp_path / "out"),
                "--decode-timeout", "600"]
     run = subprocess.Popen(command, env={**os.environ, TEST_HOOKS_ENV: "1"}, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
@@ -312,8 +312,8 @@ def test_every_flatten_reads_its_inputs_with_one_coder():
     wrong, and at 100,000 the join (a Flatten inside) lost files and the run ran out of memory."""
     import apache_beam as beam
 
-    from pipeline.graph import CommitRun, InputSpec, StoreRun, TagCatalogue, TagSettings
-    from transforms.incremental import RunFacts
+    from musicnn_beam.pipeline.graph import CommitRun, InputSpec, StoreRun, TagCatalogue, TagSettings
+    from musicnn_beam.store.plan import RunFacts
 
     p = beam.Pipeline()
     run = StoreRun(output="store", facts=RunFacts("R1", "msd-musicnn", "f", "s"), state_version=0, state_files=())
@@ -336,8 +336,8 @@ def test_every_flatten_reads_its_inputs_with_one_coder():
 def test_inference_accelerator_hint_lands_on_the_inference_stage_only():
     import apache_beam as beam
 
-    from pipeline.graph import InputSpec, StoreRun, TagCatalogue, TagSettings
-    from transforms.incremental import RunFacts
+    from musicnn_beam.pipeline.graph import InputSpec, StoreRun, TagCatalogue, TagSettings
+    from musicnn_beam.store.plan import RunFacts
 
     hint = "type:nvidia-l4;count:1;install-nvidia-driver"
     p = beam.Pipeline()

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.progress import ProgressLine, duration_text, progress_line
+from musicnn_beam.pipeline.progress import ProgressLine, duration_text, progress_line
 from tests.conftest import make_audio
-from transforms import tally
-from transforms.tally import RunTally, Tally, read_folder
+from musicnn_beam.transforms import tally
+from musicnn_beam.transforms.tally import RunTally, Tally, read_folder
 
 
 def test_duration_text():
@@ -62,7 +62,7 @@ def test_a_progress_folder_that_workers_still_write_into_is_removed(tmp_path, mo
     import tempfile
     import threading
 
-    from pipeline.cli import remove_local_temp
+    from musicnn_beam.pipeline.cli import remove_local_temp
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setattr(tally, "WRITE_EVERY_S", 0.0)
@@ -94,7 +94,7 @@ def test_a_run_spares_the_temporary_files_of_a_run_still_running_on_its_output(t
     decoded ahead, and the first failed on them (tests/test_catalogue_store.py, two runs at once)."""
     import tempfile
 
-    from pipeline.cli import local_temp_prefix, new_run_tag, remove_local_temp
+    from musicnn_beam.pipeline.cli import local_temp_prefix, new_run_tag, remove_local_temp
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     prefix = local_temp_prefix("store")
@@ -164,9 +164,9 @@ def test_the_runs_metrics_are_read_from_the_pipeline_result(tmp_path):
     job page and Flink's UI show), and they agree with the store's rows."""
     from apache_beam.metrics.metric import MetricsFilter
 
-    from pipeline.cli import run
+    from musicnn_beam.pipeline.cli import run
     from tests.servers import clear_fsspec_caches
-    from transforms import store
+    from musicnn_beam.store import tables as store
 
     def metrics(result) -> tuple[dict, dict]:
         found = result.metrics().query(MetricsFilter().with_namespace(tally.NAMESPACE))
@@ -227,7 +227,7 @@ def test_a_run_on_a_terminal_shows_a_live_progress_line(tmp_path):
     for i in range(6):
         make_audio(music, f"t{i}.flac", 40 + i, 20.0, 22050, 1, "flac")
     leader, follower = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "pipeline", "--input", str(music), "--output",
+    process = subprocess.Popen([sys.executable, "-m", "musicnn_beam.pipeline", "--input", str(music), "--output",
                                 str(tmp_path / "store")], stdin=subprocess.DEVNULL, stdout=follower,
                                stderr=follower, close_fds=True)
     os.close(follower)

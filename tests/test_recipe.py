@@ -5,8 +5,8 @@ import copy
 
 import pytest
 
-from models.recipe import FeatureRecipe, RecipeError
-from models.registry import known_models, resolve_model
+from musicnn_beam.models.recipe import FeatureRecipe, RecipeError
+from musicnn_beam.models.registry import known_models, resolve_model
 
 MUSICNN = FeatureRecipe(sample_rate=16000, n_fft=512, hop_length=256, n_mels=96, f_min=0.0, f_max=8000.0,
                         patch_frames=187, compression="log10(10000 * float16(mel) + 1)")

@@ -6,8 +6,8 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from models import registry
-from models.registry import ModelNotFound, resolve_model
+from musicnn_beam.models import registry
+from musicnn_beam.models.registry import ModelNotFound, resolve_model
 
 
 def test_names_resolve_to_packaged_metadata_and_converted_folders(converted_models):

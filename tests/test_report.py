@@ -9,7 +9,7 @@ import pytest
 
 pytest.register_assert_rewrite("tests.servers")  # its assert helpers report values, as in a test
 
-from pipeline.report import common_prefix, format_report
+from musicnn_beam.reports.text import common_prefix, format_report
 from tests.servers import Store, run_cli, worker_environment
 
 pytest_plugins = ["tests.servers"]
@@ -73,7 +73,7 @@ def test_bucket_report_equals_local_report(store, bucket_output, local_output):
 @pytest.mark.integration
 def test_html_report_of_a_bucket(bucket_output, local_output):
     """The page reads a store in a bucket as a local one: the same numbers, the same figures."""
-    from pipeline.html_report import render
+    from musicnn_beam.reports.page import render
 
     def glance(page: str) -> str:
         return page.split('<h2 id="glance">', 1)[1].split("</table>", 1)[0]
@@ -113,5 +113,5 @@ def test_cli_on_a_missing_local_folder(tmp_path):
 
 def _report_subprocess(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """`python -m pipeline.report ARGV`, with the storage variables the server fixtures set."""
-    return subprocess.run([sys.executable, "-m", "pipeline.report", *argv], cwd=str(cwd), env=worker_environment(),
+    return subprocess.run([sys.executable, "-m", "musicnn_beam.pipeline.report", *argv], cwd=str(cwd), env=worker_environment(),
                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)

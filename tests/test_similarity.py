@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from transforms.similarity import TopK, best, cosine, normalise, top_k
+from musicnn_beam.reports.similarity import TopK, best, cosine, normalise, top_k
 
 
 def brute_force(query: np.ndarray, embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -117,8 +117,8 @@ def test_nearest_scans_the_store_in_chunks_and_ranks_as_numpy(tmp_path, monkeypa
     from deltalake import write_deltalake
 
     from bench.similar import MODEL, current_batches, uri_of
-    from pipeline import similar
-    from transforms import store
+    from musicnn_beam.reports import similar
+    from musicnn_beam.store import tables as store
 
     output = tmp_path / "store"
     store.open_store(str(output))
@@ -173,8 +173,8 @@ def test_a_store_upgraded_to_embeddings_in_current_is_searched_whole(tmp_path):
     search reads it as nulls."""
     from deltalake import DeltaTable, write_deltalake
 
-    from pipeline import similar
-    from transforms import store
+    from musicnn_beam.reports import similar
+    from musicnn_beam.store import tables as store
 
     output = str(tmp_path / "store")
     old = pa.schema([f for f in store.CURRENT_SCHEMA if f.name != "embedding"])
@@ -202,7 +202,7 @@ def test_a_store_upgraded_to_embeddings_in_current_is_searched_whole(tmp_path):
 # --- the CLI on a store a real run wrote ----------------------------------------------------------
 
 def similar(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.similar", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "musicnn_beam.pipeline.similar", *args], capture_output=True, text=True,
                           timeout=300, stdin=subprocess.DEVNULL)
 
 
@@ -216,9 +216,9 @@ def printed_rows(result: subprocess.CompletedProcess) -> list[tuple[int, float, 
 
 @pytest.mark.integration
 def test_similar_tracks_of_a_stored_track_and_of_a_new_file(converted_models, tmp_path):
-    from pipeline.similar import embedding_of, nearest
+    from musicnn_beam.reports.similar import embedding_of, nearest
     from tests.test_catalogue_store import catalogue, cli, run_line
-    from transforms import store
+    from musicnn_beam.store import tables as store
 
     music, output = catalogue(tmp_path / "music"), tmp_path / "store"
     run_line(cli("--input", str(music), "--output", str(output)))
@@ -276,9 +276,9 @@ def test_a_store_in_a_bucket_is_searched_as_a_local_one(tmp_path, monkeypatch):
     from deltalake import write_deltalake
 
     from bench.similar import MODEL, current_batches, uri_of
-    from pipeline import similar
+    from musicnn_beam.reports import similar
     from tests.servers import s3_store, worker_environment
-    from transforms import store
+    from musicnn_beam.store import tables as store
 
     monkeypatch.setattr("bench.similar.ROWS_PER_BATCH", 1000)
     batches = list(current_batches(3000, [f"tag{i}" for i in range(50)]))
@@ -293,6 +293,6 @@ def test_a_store_in_a_bucket_is_searched_as_a_local_one(tmp_path, monkeypatch):
         local, remote = (similar.nearest(o, MODEL, similar.embedding_of(o, MODEL, uri_of(5)), k=5, exclude=uri_of(5))
                          for o in outputs)
         assert local == remote and len(remote) == 5
-        result = subprocess.run([sys.executable, "-m", "pipeline.similar", outputs[1], uri_of(5), "--k", "5"],
+        result = subprocess.run([sys.executable, "-m", "musicnn_beam.pipeline.similar", outputs[1], uri_of(5), "--k", "5"],
                                 capture_output=True, text=True, timeout=120, env=worker_environment())
         assert printed_rows(result) == [(i, round(n.similarity, 3), n.uri) for i, n in enumerate(remote, 1)]

@@ -10,8 +10,8 @@ import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that
 
-from transforms.sinks import WriteBundleFiles
-from transforms.store import ERRORS_SCHEMA
+from musicnn_beam.transforms.sinks import WriteBundleFiles
+from musicnn_beam.store.tables import ERRORS_SCHEMA
 
 pytestmark = pytest.mark.integration  # runs Beam pipelines
 

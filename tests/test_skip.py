@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from transforms.errors import KINDS, RETRIED
-from transforms.incremental import REASONS, Removed, RunFacts, Skipped, ToTag, decide, version_of
-from transforms.records import ErrorRecord, InputFile
+from musicnn_beam.transforms.errors import KINDS, RETRIED
+from musicnn_beam.store.plan import REASONS, Removed, RunFacts, Skipped, ToTag, decide, version_of
+from musicnn_beam.transforms.records import ErrorRecord, InputFile
 
 RUN = RunFacts(run_id="R2", model="msd-musicnn", fingerprint="f1", settings="patch_hop=187;precision=float32")
 

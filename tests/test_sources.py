@@ -5,8 +5,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from transforms.records import ErrorRecord, InputFile
-from transforms.sources import (ManifestError, NoMatch, check_input, expand_input, file_identity, merge_names,
+from musicnn_beam.transforms.records import ErrorRecord, InputFile
+from musicnn_beam.transforms.sources import (ManifestError, NoMatch, check_input, expand_input, file_identity, merge_names,
                                 normalise_uri, read_manifest, read_manifest_columns, with_version)
 
 

@@ -15,7 +15,7 @@ import pytest
 
 pytest.register_assert_rewrite("tests.servers")  # its assert helpers report values, as in a test
 
-from models.registry import models_dir
+from musicnn_beam.models.registry import models_dir
 from tests.faults import FAULTS, FaultyProxy
 from tests.servers import (
     BAD_FILE, S3_ACCESS_KEY, S3_SECRET_KEY, Store, assert_exactly_once, assert_same_schemas, assert_same_tags,

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from transforms import store
+from musicnn_beam.store import tables as store
 
 
 def write_files(output: str, table: str, rows: list[dict], run_id: str) -> dict:

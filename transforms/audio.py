@@ -19,7 +19,7 @@ import av
 import numpy as np
 import soxr
 
-from transforms.errors import TaggingError
+from musicnn_beam.transforms.errors import TaggingError
 
 __all__ = ["AUDIO_EXTENSIONS", "AudioInfo", "AudioSource", "DecodedAudio", "decode_audio", "decode_chunks"]
 

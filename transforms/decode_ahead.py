@@ -23,11 +23,11 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from transforms.audio import AudioInfo
-from transforms.decoders import DecodeRequest, DecoderPool
-from transforms.errors import TaggingError
-from transforms.records import InputFile
-from transforms.sources import expand_input, file_identity
+from musicnn_beam.transforms.audio import AudioInfo
+from musicnn_beam.transforms.decoders import DecodeRequest, DecoderPool
+from musicnn_beam.transforms.errors import TaggingError
+from musicnn_beam.transforms.records import InputFile
+from musicnn_beam.transforms.sources import expand_input, file_identity
 
 MAX_FILES = 16
 MAX_FILE_S = 600.0  # a longer file is left to the pipeline, which streams it

@@ -31,8 +31,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from transforms.audio import AudioInfo, decode_chunks
-from transforms.errors import TaggingError, read_failure
+from musicnn_beam.transforms.audio import AudioInfo, decode_chunks
+from musicnn_beam.transforms.errors import TaggingError, read_failure
 
 # A decoder may use this much address space: decoding streams, so a child needs about 300 MB
 # (Python, FFmpeg, soxr, fsspec) whatever the file; past it the file asks for what no track needs.
@@ -183,7 +183,7 @@ class _Child:
         request_read, request_write = os.pipe()
         reply_read, reply_write = os.pipe()
         process = subprocess.Popen(
-            [sys.executable, "-m", "transforms.decoders", str(request_read), str(reply_write), str(memory_limit)],
+            [sys.executable, "-m", "musicnn_beam.transforms.decoders", str(request_read), str(reply_write), str(memory_limit)],
             pass_fds=(request_read, reply_write), stdin=subprocess.DEVNULL, close_fds=True,
             # Decoding libraries write to stderr about damaged files (libmpg123 in libsndfile's
             # fallback: "Cannot read next header"); what matters reaches the parent as a reply.

@@ -16,13 +16,14 @@ from typing import Iterator, Optional
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
 
-from models.recipe import FeatureRecipe
-from models.serving import configure_gpus
-from transforms import decode_ahead, features
-from transforms.decoders import DEFAULT_STALL_TIMEOUT_S, DecodeRequest, DecoderPool, acquire_shared, release_shared
-from transforms.errors import TaggingError
-from transforms.records import ErrorRecord, InputFile, TrackFeatures
-from transforms.tally import counter, distribution
+from musicnn_beam.models.recipe import FeatureRecipe
+from musicnn_beam.models.serving import configure_gpus
+from musicnn_beam.transforms import decode_ahead
+from musicnn_beam.transforms import features
+from musicnn_beam.transforms.decoders import DEFAULT_STALL_TIMEOUT_S, DecodeRequest, DecoderPool, acquire_shared, release_shared
+from musicnn_beam.transforms.errors import TaggingError
+from musicnn_beam.transforms.records import ErrorRecord, InputFile, TrackFeatures
+from musicnn_beam.transforms.tally import counter, distribution
 
 ERRORS = "errors"
 

@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from models.recipe import FeatureRecipe  # first: the models package imports TensorFlow quietly (models/quiet.py)
+from musicnn_beam.models.recipe import FeatureRecipe  # first: the models package imports TensorFlow quietly (models/quiet.py)
 import tensorflow as tf  # noqa: E402 - see above
 
 

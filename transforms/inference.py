@@ -16,12 +16,12 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 
-from models.recipe import FeatureRecipe
-from models.registry import ModelSpec
-from models.serving import DEFAULT_BATCH_SIZE, LoadedModel
-from transforms import features
-from transforms.errors import TaggingError
-from transforms.records import ErrorRecord, InputFile, TrackFeatures, TrackPrediction
+from musicnn_beam.models.recipe import FeatureRecipe
+from musicnn_beam.models.registry import ModelSpec
+from musicnn_beam.models.serving import DEFAULT_BATCH_SIZE, LoadedModel
+from musicnn_beam.transforms import features
+from musicnn_beam.transforms.errors import TaggingError
+from musicnn_beam.transforms.records import ErrorRecord, InputFile, TrackFeatures, TrackPrediction
 
 TOP_K = 5
 

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING, NamedTuple, Optional
 
 import numpy as np
 
-from transforms.errors import TaggingError
+from musicnn_beam.transforms.errors import TaggingError
 
 if TYPE_CHECKING:
-    from transforms.features import MelFrames
+    from musicnn_beam.transforms.features import MelFrames
 
 # Stages named in the errors table: naming the input (a conflict between manifests), reading the
 # bytes, decoding, the features, the model.

@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 from fsspec.core import split_protocol, url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from transforms.audio import AUDIO_EXTENSIONS
-from transforms.errors import TaggingError
-from transforms.records import ErrorRecord, InputFile
+from musicnn_beam.transforms.audio import AUDIO_EXTENSIONS
+from musicnn_beam.transforms.errors import TaggingError
+from musicnn_beam.transforms.records import ErrorRecord, InputFile
 
 _LOCAL_PROTOCOLS = (None, "file", "local")
 
@@ -89,7 +89,7 @@ def expand_input(pattern: str) -> Iterator[InputFile]:
     folder is walked recursively and only files with an audio extension are taken. Raises
     NoMatch when nothing matches: a run that saw no file must not take the catalogue for empty.
     """
-    from transforms.incremental import version_of
+    from musicnn_beam.store.plan import version_of
 
     fs, root = url_to_fs(pattern)
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
@@ -196,7 +196,7 @@ def with_version(file: InputFile) -> InputFile:
     cannot be looked up keeps none, and its read fails with the reason)."""
     if file.version is not None:
         return file
-    from transforms.incremental import version_of
+    from musicnn_beam.store.plan import version_of
 
     try:
         fs, path = url_to_fs(file.uri)

@@ -91,7 +91,7 @@ with DAG(
         task_id="tag_catalogue",
         py_interpreter=_setting("python", "python3"),
         py_options=["-m"],
-        py_file="pipeline",  # `python -m pipeline`: the installed CLI, nothing to upload next to the DAG
+        py_file="musicnn_beam.pipeline",  # `python -m musicnn_beam.pipeline`: the installed CLI, nothing to upload next to the DAG
         runner=_setting("runner", "FnApiRunner"),
         pipeline_options={
             "input": _setting("input", required=True),

@@ -20,7 +20,7 @@ FALSE = {"false", "no", "0", ""}
 
 def switches() -> set[str]:
     """The CLI's flags that take no value (store_true), from its own parser."""
-    from pipeline.cli import build_parser
+    from musicnn_beam.pipeline.cli import build_parser
 
     return {flag for action in build_parser()._actions  # noqa: SLF001 - argparse's list of actions
             if action.nargs == 0 and not isinstance(action, argparse._HelpAction)  # noqa: SLF001
@@ -44,6 +44,6 @@ def translate(argv: list[str], flags: set[str] | None = None) -> list[str]:
 
 if __name__ == "__main__":
     sys.argv[1:] = translate(sys.argv[1:])
-    from pipeline.cli import console_main
+    from musicnn_beam.pipeline.cli import console_main
 
     console_main()

@@ -14,7 +14,7 @@ import io
 import numpy as np
 from matplotlib.figure import Figure
 
-from transforms.catalogue_view import Growth, Shown
+from musicnn_beam.reports.view import Growth, Shown
 
 DPI = 90
 LEGEND_TAGS = 12  # map colours: the most common top tags; the rest are "other"

@@ -16,9 +16,9 @@ from typing import Iterable
 
 import numpy as np
 
-from pipeline import figures
-from pipeline.report import common_prefix
-from transforms import catalogue_view as cv
+from musicnn_beam.reports import figures
+from musicnn_beam.reports.text import common_prefix
+from musicnn_beam.reports import view as cv
 
 NEIGHBOURS = 5
 MESSAGE_CHARS = 300
@@ -148,7 +148,7 @@ def _tracks(output: str, model: str, names: list[str], shown: list[cv.Shown], mi
 def _neighbours(output: str, model: str, uris: list[str]) -> tuple[dict[str, list], str]:
     """uri -> its NEIGHBOURS nearest tracks (pipeline.similar: two scans of `current` for all the
     uris), and why there are none when the store cannot say (its `current` has no embeddings yet)."""
-    from pipeline.similar import SimilarError, embeddings_of, nearest_many
+    from musicnn_beam.reports.similar import SimilarError, embeddings_of, nearest_many
 
     try:
         found = embeddings_of(output, model, uris)

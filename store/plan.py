@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional
 
-from transforms.errors import RETRIED
-from transforms.records import ErrorRecord, InputFile
-from transforms.sources import merge_names
+from musicnn_beam.transforms.errors import RETRIED
+from musicnn_beam.transforms.records import ErrorRecord, InputFile
+from musicnn_beam.transforms.sources import merge_names
 
 TRACKED, ERROR, REMOVED = "tracked", "error", "removed"
 

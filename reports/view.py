@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from transforms.store import join, storage_options
+from musicnn_beam.store.tables import join, storage_options
 
 # Everything the page shows is bounded by these, whatever the store's size.
 MAP_POINTS = 2000  # tracks on the catalogue map: a deterministic sample (by a hash of the URI)
