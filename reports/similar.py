@@ -21,6 +21,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from musicnn_beam.reports.similarity import TopK, cosine
+from musicnn_beam.store.plan import parse_settings
 from musicnn_beam.store.tables import join, storage_options
 
 # Rows per chunk: 65,536 embeddings of 200 float32 are 52 MB, and large chunks keep the work per
@@ -206,7 +207,7 @@ def settings_of(output: str, model: str) -> dict[str, str]:
     those of its first tracked row; {} when it has none."""
     for batch in _chunks(_current(output), _is("status", "tracked") & _is("model", model), ["settings"]):
         if len(batch):
-            return dict(part.split("=", 1) for part in batch.column("settings")[0].as_py().split(";") if "=" in part)
+            return parse_settings(batch.column("settings")[0].as_py())
     return {}
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from musicnn_beam.store.tables import join, storage_options
+from musicnn_beam.transforms.tags import top_tags
 
 # Everything the page shows is bounded by these, whatever the store's size.
 MAP_POINTS = 2000  # tracks on the catalogue map: a deterministic sample (by a hash of the URI)
@@ -300,9 +301,3 @@ def taggram(starts: np.ndarray, activations: np.ndarray) -> tuple[np.ndarray, np
     (starts sorted (n,), (n_classes, n) float32: tags down, time across)."""
     order = np.argsort(starts, kind="stable")
     return np.asarray(starts, np.float64)[order], np.asarray(activations, np.float32)[order].T.copy()
-
-
-def top_tags(activations: np.ndarray, names: list[str], n: int = 5) -> list[tuple[str, float]]:
-    """(n_classes,) mean activations -> the n highest (tag, activation), highest first."""
-    order = np.argsort(-activations, kind="stable")[:n]
-    return [(names[i], float(activations[i])) for i in order if i < len(names)]

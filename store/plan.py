@@ -62,6 +62,11 @@ def settings_key(patch_hop: int, precision: str) -> str:
     return f"patch_hop={patch_hop};precision={precision}"
 
 
+def parse_settings(key: str) -> dict[str, str]:
+    """settings_key's text -> {"patch_hop": "187", "precision": "float32"}."""
+    return dict(part.split("=", 1) for part in key.split(";") if "=" in part)
+
+
 def reason_to_tag(state: Optional[dict], file: InputFile, run: RunFacts) -> Optional[str]:
     """Why the listed file must be tagged (one of REASONS), or None when the state row (this model's
     current row for it) answers for it."""

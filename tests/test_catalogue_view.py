@@ -6,6 +6,7 @@ import pytest
 
 from tests import synthetic_store
 from musicnn_beam.reports import view as cv
+from musicnn_beam.transforms.tags import top_tags
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +89,6 @@ def test_taggram_cumulative_top_tags():
     assert starts.tolist() == [0.0, 3.0] and np.allclose(matrix, [[0.3, 0.1], [0.4, 0.2]])
     files, audio = cv.cumulative(3, [(1, 2, 20.0), (3, 1, 5.0)], [(2, 1, 10.0)])
     assert files.tolist() == [2, 1, 2] and audio.tolist() == [20.0, 10.0, 15.0]
-    assert cv.top_tags(np.array([0.1, 0.9, 0.5], np.float32), ["a", "b", "c"], 2) == [("b", pytest.approx(0.9)),
+    assert top_tags(np.array([0.1, 0.9, 0.5], np.float32), ["a", "b", "c"], 2) == [("b", pytest.approx(0.9)),
                                                                                         ("c", pytest.approx(0.5))]
     assert cv.literal("it's") == "'it''s'"

@@ -21,6 +21,7 @@ from musicnn_beam.models.registry import ModelSpec
 from musicnn_beam.models.serving import DEFAULT_BATCH_SIZE, LoadedModel
 from musicnn_beam.transforms import features
 from musicnn_beam.transforms.errors import TaggingError
+from musicnn_beam.transforms.tags import top_tags
 from musicnn_beam.transforms.records import ErrorRecord, InputFile, TrackFeatures, TrackPrediction
 
 TOP_K = 5
@@ -237,7 +238,6 @@ def track_row(prediction: TrackPrediction, model: ModelSpec, top_k: int = TOP_K)
     """Per-track summary: mean activations and embedding over patches, top tags."""
     track = prediction.track
     mean_activations = prediction.activations.mean(axis=0)
-    top = np.argsort(-mean_activations, kind="stable")[:top_k]
     return {
         "uri": track.uri,
         "track_id": track.track_id,
@@ -248,7 +248,7 @@ def track_row(prediction: TrackPrediction, model: ModelSpec, top_k: int = TOP_K)
         "channels": int(track.channels),
         "activations": mean_activations.astype(np.float32).tolist(),
         "embedding": prediction.embeddings.mean(axis=0).astype(np.float32).tolist(),
-        "top_tags": [model.classes[i] for i in top],
+        "top_tags": [tag for tag, _ in top_tags(mean_activations, model.classes, top_k)],
         "model": model.name,
         "version": track.version,
     }
