@@ -16,7 +16,7 @@ export MUSICNN_BEAM_AIRFLOW_VENV := $(abspath $(AIRFLOW_VENV))
 
 FUZZ_SECONDS ?= 600
 
-.PHONY: all venv models run test bench fuzz clean
+.PHONY: all venv models run test test-unit test-integration test-e2e bench fuzz clean
 
 all: run
 
@@ -65,14 +65,30 @@ $(AIRFLOW_VENV)/.installed: deploy/airflow/requirements.txt
 	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -r deploy/airflow/requirements.txt
 	touch $@
 
-# tests/test_html_report.py opens the HTML report in headless Chromium: Debian's package (root, as here and in CI).
+# tests/test_html_report.py opens the HTML page (reports/page.py) in headless Chromium: Debian's package (root, as here and in CI).
 .PHONY: chromium
 chromium: /usr/bin/chromium
 /usr/bin/chromium:
 	apt-get update && apt-get install -y --no-install-recommends chromium
 
+# Three layers (pyproject.toml's markers; tests/conftest.py refuses a test without exactly one):
+# unit (no subprocess, server or model run; under a minute), integration (in-process runs, storage
+# servers, the models), e2e (the CLI as a subprocess, kills and races, the console, Airflow, Chromium,
+# the wheel, the Dataflow template). Two processes share the tests a file at a time (pytest-xdist):
+# a file's fixtures are made once, and on two cores the suite takes some 60% of the time of one.
+PYTEST := $(PY) -m pytest -n 2 --dist loadfile
+
 test: models airflow chromium
-	$(PY) -m pytest
+	$(PYTEST)
+
+test-unit: venv
+	$(PYTEST) -m unit
+
+test-integration: models
+	$(PYTEST) -m integration
+
+test-e2e: models airflow chromium
+	$(PYTEST) -m e2e
 
 bench: models
 	$(PY) -m bench.run

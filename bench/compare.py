@@ -18,7 +18,7 @@ import numpy as np
 
 
 def read_table(output: Path, table: str, keys: tuple[str, ...]) -> dict[tuple, np.ndarray]:
-    from musicnn_beam.store.tables import read_table as store_table
+    from musicnn_beam.store.read import read_table as store_table
     columns = store_table(str(output), table).select([*keys, "activations"]).to_pydict()
     return {tuple(columns[k][i] for k in keys): np.asarray(a, dtype=np.float64)
             for i, a in enumerate(columns["activations"])}
@@ -36,7 +36,7 @@ def activation_difference(a: Path, b: Path, table: str, keys: tuple[str, ...]) -
 
 def output_summary(output: Path) -> dict:
     """Tracks tagged, their total decoded duration, and the number of errors."""
-    from musicnn_beam.store.tables import read_table as store_table
+    from musicnn_beam.store.read import read_table as store_table
     tracks = store_table(str(output), "tracks").select(["duration_s"])
     errors = store_table(str(output), "errors").select(["stage", "error", "message"])
     first = errors.slice(0, 1).to_pylist()

@@ -1,11 +1,11 @@
 """Similar tracks at catalogue scale: `python -m pipeline.similar STORE URI --k 10` on a store whose
-`current` holds N tracked tracks (random 200-value embeddings, msd-musicnn's size).
+`current` holds N tracked tracks (random embeddings of msd-musicnn's 200 values).
 
     python -m bench.similar [--tracks 100000,1000000] [--repeats 3] [--append] [--out BENCHMARKS.md]
 
-The rows are synthesised in Arrow (no Python object per value) and written straight into the
-store's `current` table with deltalake, a few large files as delta-rs cuts them. Each query is the
-CLI in a fresh process: wall time (best of the repeats) and peak RSS (the highest), start-up included.
+The store is a synthetic one (tests/synthetic_store.py: rows from random numbers, committed as one
+run; `current`'s files as delta-rs's merge cuts them). Each query is the CLI in a fresh process:
+wall time (best of the repeats) and peak RSS (the highest), start-up included.
 """
 from __future__ import annotations
 
@@ -13,65 +13,12 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
-
-import numpy as np
-import pyarrow as pa
 
 from bench import envinfo
 from bench.proc import ROOT, python_module, run_measured
+from tests.synthetic_store import DIM, MODEL, uri_of, write
 
-MODEL = "msd-musicnn"
-SETTINGS = "patch_hop=187;precision=float32"
-DIM = 200  # msd-musicnn's embedding (its model.json: outputs.embedding)
 OUT = ROOT / "build" / "bench-similar"
-ROWS_PER_BATCH = 100_000
-
-
-def uri_of(i: int) -> str:
-    return f"/catalogue/audio/{i:07d}.mp3"
-
-
-def _lists(values: np.ndarray, size: int) -> pa.ListArray:
-    """(m * size,) values -> m lists of `size`, sharing the array's buffer."""
-    return pa.ListArray.from_arrays(pa.array(np.arange(0, len(values) + 1, size, dtype=np.int32)), pa.array(values))
-
-
-def current_batches(n: int, classes: list[str], seed: int = 0) -> Iterator[pa.RecordBatch]:
-    """n tracked `current` rows of MODEL, in the store's schema, ROWS_PER_BATCH at a time."""
-    from musicnn_beam.store.tables import CURRENT_SCHEMA
-
-    rng = np.random.default_rng(seed)
-    names = pa.array(classes)
-    for first in range(0, n, ROWS_PER_BATCH):
-        m = min(n, first + ROWS_PER_BATCH) - first
-
-        def same(value) -> pa.Array:
-            return pa.array([value] * m, pa.string())
-
-        columns = {
-            "uri": pa.array([uri_of(i) for i in range(first, first + m)]), "model": same(MODEL),
-            "status": same("tracked"), "track_id": same(None),
-            "version": pa.array([f"etag=synthetic{i};size={1000 + i}" for i in range(first, first + m)]),
-            "fingerprint": same("synthetic"), "settings": same(SETTINGS), "run_id": same("00000000T000000Z-synthetic"),
-            "top_tags": pa.ListArray.from_arrays(pa.array(np.arange(0, 5 * m + 1, 5, dtype=np.int32)),
-                                                 names.take(rng.integers(0, len(classes), 5 * m))),
-            "activations": _lists(rng.random(m * len(classes), dtype=np.float32), len(classes)),
-            "duration_s": pa.array(np.full(m, 30.0)), "error": same(None), "message": same(None),
-            "embedding": _lists(rng.standard_normal(m * DIM, dtype=np.float32), DIM),
-        }
-        yield pa.RecordBatch.from_pydict(columns, schema=CURRENT_SCHEMA)
-
-
-def synthesise_store(output: Path, n: int, classes: list[str]) -> None:
-    """A store (every table, as a run creates them) whose `current` holds n tracked tracks of MODEL."""
-    from deltalake import write_deltalake
-
-    from musicnn_beam.store import tables as store
-
-    store.open_store(str(output))
-    reader = pa.RecordBatchReader.from_batches(store.CURRENT_SCHEMA, current_batches(n, classes))
-    write_deltalake(store.join(str(output), "current"), reader, mode="append")
 
 
 def query(output: Path, uri: str, log: Path) -> dict:
@@ -83,12 +30,10 @@ def query(output: Path, uri: str, log: Path) -> dict:
 
 
 def measure(n: int, repeats: int) -> dict:
-    from musicnn_beam.models.registry import resolve_model
-
     root = OUT / f"{n}"
     shutil.rmtree(root, ignore_errors=True)
     start = time.perf_counter()
-    synthesise_store(root / "store", n, resolve_model(MODEL).classes)
+    write(root / "store", n, n_runs=1)
     size_mb = sum(p.stat().st_size for p in (root / "store" / "current").glob("*.parquet")) / 1e6
     files = len(list((root / "store" / "current").glob("*.parquet")))
     print(f"  store of {n:,} tracks synthesised in {time.perf_counter() - start:.1f} s "

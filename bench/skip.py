@@ -3,9 +3,10 @@ new audio files. The first run must tag only the 100; a second, where nothing ch
 
     python -m bench.skip [--tracks 10000,100000] [--new 100] [--append] [--out BENCHMARKS.md]
 
-The N tracks are rows this bench synthesises and commits through the store's own commit path (their
-files do not exist: a run that opened one would fail it, and the counts would show it); the 100
-are short generated wavs. Each run is the CLI in a fresh process: wall time and peak RSS.
+The N tracks are a synthetic store's (tests/synthetic_store.py: rows from random numbers, committed
+as one run of the model's own fingerprint and the CLI's default settings); their files do not exist:
+a run that opened one would fail it, and the counts would show it. The 100 are short generated
+wavs. Each run is the CLI in a fresh process: wall time and peak RSS.
 """
 from __future__ import annotations
 
@@ -14,56 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from bench import envinfo
 from bench.proc import ROOT, python_module, run_measured
+from tests.synthetic_store import MODEL, write, write_manifest
 
-MODEL = "msd-musicnn"
-SETTINGS = "patch_hop=187;precision=float32"  # the CLI's defaults for MODEL
 OUT = ROOT / "build" / "bench-skip"
-ROWS_PER_FILE = 50_000
-
-
-def synthesise_store(output: Path, n: int, fingerprint: str, classes: list[str]) -> None:
-    """A store whose `tracks` and `current` hold n tagged tracks of MODEL, committed as one run."""
-    from musicnn_beam.store import tables as store
-
-    run_id = "00000000T000000Z-synthetic"
-    store.open_store(str(output))
-    rng = np.random.default_rng(0)
-    written = []
-    for first in range(0, n, ROWS_PER_FILE):
-        ids = range(first, min(n, first + ROWS_PER_FILE))
-        uris = [f"s3://catalogue/audio/{i:07d}.mp3" for i in ids]
-        versions = [f"etag=synthetic{i};size={1000 + i}" for i in ids]
-        activations = rng.random((len(uris), len(classes)), dtype=np.float32)
-        top = [[classes[j] for j in np.argsort(-a)[:5]] for a in activations]
-        embeddings = rng.random((len(uris), 200), dtype=np.float32).tolist()
-        tracks = {"uri": uris, "track_id": [None] * len(uris), "n_patches": [10] * len(uris),
-                  "padded": [False] * len(uris), "duration_s": [30.0] * len(uris), "sample_rate": [44100] * len(uris),
-                  "channels": [2] * len(uris), "activations": activations.tolist(),
-                  "embedding": embeddings, "top_tags": top,
-                  "model": [MODEL] * len(uris), "version": versions, "run_id": [run_id] * len(uris)}
-        current = {"uri": uris, "model": [MODEL] * len(uris), "status": ["tracked"] * len(uris),
-                   "track_id": [None] * len(uris), "version": versions, "fingerprint": [fingerprint] * len(uris),
-                   "settings": [SETTINGS] * len(uris), "run_id": [run_id] * len(uris), "top_tags": top,
-                   "activations": activations.tolist(), "duration_s": [30.0] * len(uris),
-                   "error": [None] * len(uris), "message": [None] * len(uris), "embedding": embeddings}
-        for table, columns in (("tracks", tracks), ("current", current)):
-            folder = output / table if table == "tracks" else output / store.STAGING / run_id / "current"
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"part-{run_id}-{first}.parquet"
-            pq.write_table(pa.table(columns, schema=store.TABLES[table]), path)
-            written.append({"table": table, "path": str(path), "size": path.stat().st_size, "rows": len(uris)})
-    now = time.time()
-    row = {"run_id": run_id, "started": now, "finished": now, "status": "finished", "model": MODEL,
-           "fingerprint": fingerprint, "settings": SETTINGS, "package_version": "bench", "runner": "bench.skip",
-           "listed": n, "skipped": 0, "tagged": n, "failed": 0, "failed_by_kind": {}, "removed": 0,
-           "audio_s": 30.0 * n, "wall_s": 0.0, "classes": classes}
-    store.commit_run(str(output), store.open_store(str(output)), row, written)
 
 
 def new_audio(folder: Path, count: int) -> list[Path]:
@@ -80,12 +36,6 @@ def new_audio(folder: Path, count: int) -> list[Path]:
     return paths
 
 
-def manifest(path: Path, n: int, new: list[Path]) -> None:
-    uris = [f"s3://catalogue/audio/{i:07d}.mp3" for i in range(n)] + [str(p) for p in new]
-    versions = [f"etag=synthetic{i};size={1000 + i}" for i in range(n)] + [None] * len(new)
-    pq.write_table(pa.table({"uri": uris, "version": versions}), path)
-
-
 def run_cli(output: Path, manifest_path: Path, log: Path) -> dict:
     measured = run_measured(python_module("pipeline", "--manifest", str(manifest_path), "--output", str(output)), log)
     line = next((l for l in log.read_text().splitlines() if l.startswith("musicnn-beam: run ")), None)
@@ -100,10 +50,10 @@ def measure(n: int, new_count: int) -> list[dict]:
     root = OUT / f"{n}"
     shutil.rmtree(root, ignore_errors=True)
     start = time.perf_counter()
-    synthesise_store(root / "store", n, model.fingerprint(), model.classes)
+    write(root / "store", n, n_runs=1, fingerprint=model.fingerprint())
     print(f"  store of {n:,} tracks synthesised in {time.perf_counter() - start:.1f} s", flush=True)
     new = new_audio(root / "new", new_count)
-    manifest(root / "manifest.parquet", n, new)
+    write_manifest(root / "manifest.parquet", n, new)
     rows = []
     for what in (f"{new_count} new files", "nothing changed"):
         result = run_cli(root / "store", root / "manifest.parquet", root / f"{what.replace(' ', '-')}.log")

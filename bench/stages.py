@@ -49,7 +49,8 @@ def isolated_decode_stage(files: list[str], recipe: "FeatureRecipe", processes: 
     import resource
     from concurrent.futures import ThreadPoolExecutor
 
-    from musicnn_beam.transforms.decoders import DecodeRequest, DecoderPool
+    from musicnn_beam.transforms.decoder_pipe import DecodeRequest
+    from musicnn_beam.transforms.decoders import DecoderPool
 
     started = time.perf_counter()
     pool = DecoderPool(processes).start(wait=True)  # children start once a run, as the pipeline's do: not timed
@@ -78,7 +79,8 @@ def isolation_stage(files: list[str], recipe: "FeatureRecipe", rounds: int = 5) 
     file's fastest decode (as timeit takes the best: what the code costs, without this shared
     machine's hiccups, which made whole rounds differ by several per cent)."""
     from musicnn_beam.transforms.audio import decode_audio
-    from musicnn_beam.transforms.decoders import DecodeRequest, DecoderPool
+    from musicnn_beam.transforms.decoder_pipe import DecodeRequest
+    from musicnn_beam.transforms.decoders import DecoderPool
 
     pool = DecoderPool(1).start(wait=True)  # children start once a run, as the pipeline's do: not timed
 

@@ -2,7 +2,7 @@
 
 TensorFlow's C++ logging writes its import-time notes ("oneDNN custom operations are on", "Could
 not find cuda drivers") to file descriptor 2 directly, past TF_CPP_MIN_LOG_LEVEL and Python's
-sys.stderr. The launcher imports it silenced (pipeline/cli.py); worker processes it starts on this
+sys.stderr. The launcher imports it silenced (pipeline/run.py); worker processes it starts on this
 machine inherit QUIET_ENV and import it silenced when this package is first imported.
 """
 from __future__ import annotations

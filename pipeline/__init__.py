@@ -1,12 +1,3 @@
-import os
-import sys
-from typing import NoReturn
-
-
-def exit_after_output(code: int) -> NoReturn:
-    """Flush stdout and stderr, then leave without the interpreter's shutdown: with everything printed
-    and closed, the threads of TensorFlow, Beam (gRPC) and fsspec's event loop would make it take over
-    a second for nothing, and now and then abort it (exit -6 after a complete report)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+"""Wiring: the command line (cli.py, the one module the entry points import) and what it shares with
+report.py and similar.py (args.py, console.py), Beam's options (options.py), the graph of a run
+(graph.py), a run's life (run.py, temp_files.py, progress.py) and its profiles (config.py)."""

@@ -52,13 +52,13 @@ def progress_line(tally: Tally, elapsed_s: float, tagging_s: Optional[float]) ->
 class ProgressLine:
     """Shows the progress of the run whose workers tally into FOLDER, while the `with` block runs."""
 
-    def __init__(self, folder: str, prefix: str, stream: TextIO = sys.stderr,
+    def __init__(self, folder: str, prefix: str, stream: Optional[TextIO] = None,
                  clock: Callable[[], float] = time.monotonic, live: Optional[bool] = None):
         self.folder = folder
         self.prefix = prefix
-        self.stream = stream
+        self.stream = sys.stderr if stream is None else stream  # the one of now, not of the import
         self.clock = clock
-        self.live = stream.isatty() if live is None else live
+        self.live = self.stream.isatty() if live is None else live
         self.started = clock()
         self.listed_at: Optional[float] = None
         self.last_logged = self.started

@@ -6,21 +6,18 @@ and the last run; or write it as an HTML page (reports/page.py).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
+from musicnn_beam.pipeline.args import ArgumentParser, UsageError
+from musicnn_beam.pipeline.console import exit_after_output
 from musicnn_beam.reports.text import ReportError, format_report
+from musicnn_beam.store.errors import StoreUnreadable
 
 PROG = "musicnn-beam report"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, as every other bad input (argparse adds a usage block)
-        raise ReportError(f"{message} (see python -m pipeline.report --help)")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m pipeline.report", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m pipeline.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("output", metavar="STORE", help="the store: a local folder or a URI (s3://..., gs://...)")
     parser.add_argument("--html", metavar="FILE", help="write the report as one self-contained HTML page to FILE "
                                                        "(local) instead of printing it")
@@ -37,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
             from musicnn_beam.transforms.sources import normalise_uri
             return _write_html(args.output, args.html, args.model, [normalise_uri(u) for u in args.track])
         report = format_report(args.output, model=args.model)
-    except ReportError as exc:
+    except (UsageError, ReportError, StoreUnreadable) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     print(report)
@@ -63,6 +60,4 @@ def _write_html(output: str, path: str, model: str | None, tracks: list[str]) ->
 
 
 if __name__ == "__main__":
-    from musicnn_beam.pipeline import exit_after_output
-
     exit_after_output(main())

@@ -2,7 +2,6 @@
 of an audio file that is not in the store (tagged here first); the search is reports/similar.py."""
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from typing import Optional
@@ -10,7 +9,10 @@ from typing import Optional
 import numpy as np
 
 from musicnn_beam.models.registry import DEFAULT_MODEL
+from musicnn_beam.pipeline.args import ArgumentParser, UsageError, positive_int
+from musicnn_beam.pipeline.console import exit_after_output, quiet_console
 from musicnn_beam.reports.similar import SimilarError, format_neighbours, nearest, settings_of, tracked_embeddings
+from musicnn_beam.store.errors import StoreUnreadable
 
 PROG = "musicnn-beam similar"
 
@@ -62,7 +64,8 @@ def _tag_here(output: str, uri: str, model: str, not_in_store: str) -> np.ndarra
         spec = resolve_model(model)
         settings = settings_of(output, spec.name)
         patch_hop = int(settings["patch_hop"]) if "patch_hop" in settings else None
-        from musicnn_beam.pipeline.cli import native_stderr_silenced, quiet_console
+        from musicnn_beam.models.quiet import native_stderr_silenced
+
         quiet_console()  # TensorFlow's notes are not this command's output (a run hides them too)
         with native_stderr_silenced():
             from musicnn_beam.pipeline.tag_one import tag_one
@@ -72,23 +75,8 @@ def _tag_here(output: str, uri: str, model: str, not_in_store: str) -> np.ndarra
     return np.asarray(row["embedding"], dtype=np.float32)
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return value
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise SimilarError(f"{message} (see {PROG} --help)")
-
-
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = _Parser(prog="python -m pipeline.similar", description=__doc__.split(": ", 1)[1].split(";")[0])
+    parser = ArgumentParser(prog="python -m pipeline.similar", description=__doc__.split(": ", 1)[1].split(";")[0])
     parser.add_argument("store", metavar="STORE", help="the store (a local folder or a URI: s3://..., gs://...)")
     parser.add_argument("uri", metavar="URI", help="a track of the store, or an audio file (local or a URI) to tag now")
     parser.add_argument("--k", type=positive_int, default=10, help="how many neighbours (default: 10)")
@@ -99,7 +87,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)
         uri, model, query, tagged_now = _query(args.store, args.uri, args.model)
         neighbours = nearest(args.store, model, query, args.k, exclude=uri)
-    except SimilarError as exc:
+    except (UsageError, SimilarError, StoreUnreadable) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     note = " (tagged now, not in the store)" if tagged_now else ""
@@ -109,6 +97,4 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    from musicnn_beam.pipeline import exit_after_output
-
     exit_after_output(main())

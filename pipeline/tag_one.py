@@ -9,8 +9,7 @@ from typing import Optional
 
 from musicnn_beam.models.registry import ModelSpec
 from musicnn_beam.models.serving import LoadedModel
-from musicnn_beam.pipeline.cli import DEFAULT_MAX_DURATION_S
-from musicnn_beam.transforms.decoders import DecoderPool
+from musicnn_beam.transforms.decoders import DEFAULT_MAX_DURATION_S, DecoderPool
 from musicnn_beam.transforms.errors import TaggingError
 from musicnn_beam.transforms.extract import extract
 from musicnn_beam.transforms.inference import PatchTagger, predict_tracks, track_row
@@ -30,7 +29,7 @@ def tag_one(uri: str, model: ModelSpec, patch_hop: Optional[int] = None, precisi
     finally:
         decoders.close()
     if isinstance(features, ErrorRecord):
-        raise TaggingError(features.error, features.message)
+        raise TaggingError(features.kind, features.message)
     tagger = PatchTagger(LoadedModel(model.local_path(), precision), recipe)
     prediction = predict_tracks([features], tagger, recipe.patch_frames, patch_hop or recipe.patch_frames)[0]
     return track_row(prediction, model)

@@ -5,8 +5,8 @@ nearest neighbours, a map of the catalogue, and the errors.
 Everything is inline (PNG data URIs, one SVG, a few lines of script and CSS), and the page's
 Content-Security-Policy forbids anything else: it opens offline, from a mail or a bucket. Every
 text from the store (URIs, tags, messages, model names) goes through html.escape: files are named
-by users. Each figure is bounded in pixels and each list in rows (transforms/catalogue_view.py), so
-the page stays under a few MB whatever the store's size.
+by users. Each figure is bounded in pixels and each list in rows (reports/view.py), so the page
+stays under a few MB whatever the store's size.
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from typing import Iterable
 
 import numpy as np
 
-from musicnn_beam.reports import figures
+from musicnn_beam.reports import figures, view
+from musicnn_beam.reports.similar import SimilarError, embeddings_of, nearest_many
 from musicnn_beam.reports.text import common_prefix
-from musicnn_beam.reports import view as cv
 
 NEIGHBOURS = 5
 MESSAGE_CHARS = 300
@@ -62,21 +62,21 @@ def e(value) -> str:
 def render(output: str, model: str | None = None, tracks: Iterable[str] = (), generated: datetime | None = None) -> str:
     """The page for one model of the store at `output` (local or a bucket URI): `model`, or the one
     with the most tracks; `tracks`: the URIs to show taggrams and neighbours for (a sample when none).
-    Raises catalogue_view.ViewError."""
-    view = cv.StoreView(output)
-    counts = cv.model_counts(view)
-    model = cv.choose_model(counts, model)
-    names = cv.classes(view, model)
+    Raises view.ViewError, StoreUnreadable."""
+    store = view.StoreView(output)
+    counts = view.model_counts(store)
+    model = view.choose_model(counts, model)
+    names = view.classes(store, model)
     asked = list(tracks)
-    shown, missing = cv.shown_tracks(view, model, asked or cv.sample_uris(view, model), names)
-    uris, tops, embeddings = cv.map_sample(view, model)
-    groups = cv.error_groups(view, model)
+    shown, missing = view.shown_tracks(store, model, asked or view.sample_uris(store, model), names)
+    uris, tops, embeddings = view.map_sample(store, model)
+    groups = view.error_groups(store, model)
     prefix = common_prefix(uris + [t.uri for t in shown] + [u for g in groups for u, _ in g.examples])
 
     def short(uri: str) -> str:  # a URI under the common folder, without it (as the text report prints)
         return uri[len(prefix) + 1:] if prefix and uri.startswith(prefix + "/") else uri
 
-    at = cv.glance(view, model)
+    at = view.glance(store, model)
     generated = generated or datetime.now(timezone.utc)
     others = {m: n for m, n in counts.items() if m != model}
     head = (f"<h1>Catalogue report: {e(output)}</h1>"
@@ -85,19 +85,19 @@ def render(output: str, model: str | None = None, tracks: Iterable[str] = (), ge
                + ", ".join(f"{e(m)} ({n:,} tracks)" for m, n in sorted(others.items())) + "." if others else "")
             + (f" Files are named under <code>{e(prefix)}/</code>." if prefix else "") + "</p>")
     sections = [
-        _glance(at, cv.growth(view, model)),
-        _tags(names, *cv.tag_distribution(view, model, names)),
+        _glance(at, view.growth(store, model)),
+        _tags(names, *view.tag_distribution(store, model, names)),
         _tracks(output, model, names, shown, missing, bool(asked), short),
         _map(uris, tops, embeddings, at["tracked"], short),
         _errors(groups, short),
     ]
     body = "\n".join([head, *(html_text for html_text, _ in sections)])
-    return page(f"musicnn-beam report: {output}", body, sum(n for _, n in sections))
+    return _document(f"musicnn-beam report: {output}", body, sum(n for _, n in sections))
 
 
 # Each section: (its HTML, how many figures it holds).
 
-def _glance(at: dict, growth: cv.Growth) -> tuple[str, int]:
+def _glance(at: dict, growth: view.Growth) -> tuple[str, int]:
     rows = [("tracked files", f"{at['tracked']:,}"), ("audio hours", f"{at['audio_h']:,.2f}"),
             ("runs", f"{at['runs']:,}"), ("files in error", f"{at['in_error']:,}"),
             *[(f"&nbsp;&nbsp;{e(kind)}", f"{n:,}") for kind, n in at["errors"].items()],
@@ -113,10 +113,10 @@ def _tags(names: list[str], counts, spread) -> tuple[str, int]:
             + _img(figures.tag_figure(names, counts, spread), "tag distribution"), 1)
 
 
-def _tracks(output: str, model: str, names: list[str], shown: list[cv.Shown], missing: list[str], asked: bool,
+def _tracks(output: str, model: str, names: list[str], shown: list[view.Shown], missing: list[str], asked: bool,
             short) -> tuple[str, int]:
     parts, n_figures = ['<h2 id="tracks">Tracks: taggrams and similar tracks</h2>'], 0
-    parts.append(f'<p class="note">{len(shown)} of the tracks asked for (at most {cv.TAGGRAMS}).</p>' if asked else
+    parts.append(f'<p class="note">{len(shown)} of the tracks asked for (at most {view.TAGGRAMS}).</p>' if asked else
                  f'<p class="note">A sample of {len(shown)} tracks (the same on every page); choose others with '
                  f'<code>--track URI</code>.</p>')
     if missing:
@@ -146,10 +146,8 @@ def _tracks(output: str, model: str, names: list[str], shown: list[cv.Shown], mi
 
 
 def _neighbours(output: str, model: str, uris: list[str]) -> tuple[dict[str, list], str]:
-    """uri -> its NEIGHBOURS nearest tracks (pipeline.similar: two scans of `current` for all the
+    """uri -> its NEIGHBOURS nearest tracks (reports/similar.py: two scans of `current` for all the
     uris), and why there are none when the store cannot say (its `current` has no embeddings yet)."""
-    from musicnn_beam.reports.similar import SimilarError, embeddings_of, nearest_many
-
     try:
         found = embeddings_of(output, model, uris)
         queries = [u for u in uris if u in found]
@@ -168,10 +166,10 @@ def _map(uris: list[str], tops: list[str], embeddings, tracked: int, short) -> t
     sampled = f"a sample of {len(uris):,} of {tracked:,} tracks" if len(uris) < tracked else f"all {len(uris):,} tracks"
     return (title + f'<p class="note">The tracks\' mean embeddings on their first two principal components '
             f'({sampled}), coloured by top tag; hover over a point to see the track.</p>'
-            + figures.map_svg(cv.pca_2d(embeddings), [short(u) for u in uris], tops), 1)
+            + figures.map_svg(view.pca_2d(embeddings), [short(u) for u in uris], tops), 1)
 
 
-def _errors(groups: list[cv.ErrorGroup], short) -> tuple[str, int]:
+def _errors(groups: list[view.ErrorGroup], short) -> tuple[str, int]:
     title = '<h2 id="errors">Errors</h2>'
     if not groups:
         return title + '<p class="note">No file of the current view is in error.</p>', 0
@@ -182,7 +180,7 @@ def _errors(groups: list[cv.ErrorGroup], short) -> tuple[str, int]:
         + "</table>" for g in groups), 0
 
 
-def page(title: str, body: str, n_figures: int) -> str:
+def _document(title: str, body: str, n_figures: int) -> str:
     """The HTML document around a body that holds n_figures elements marked data-figure."""
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'

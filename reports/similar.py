@@ -21,8 +21,9 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from musicnn_beam.reports.similarity import TopK, cosine
-from musicnn_beam.store.plan import parse_settings
-from musicnn_beam.store.tables import join, storage_options
+from musicnn_beam.store.location import join
+from musicnn_beam.store.read import open_table
+from musicnn_beam.store.schema import parse_settings
 
 # Rows per chunk: 65,536 embeddings of 200 float32 are 52 MB, and large chunks keep the work per
 # row in Arrow and numpy (one matrix product a chunk), not in Python.
@@ -30,8 +31,8 @@ CHUNK_ROWS = 65_536
 
 
 class SimilarError(Exception):
-    """Bad input (not a store, a URI that is neither a tracked track nor a readable audio file):
-    reported in one line, exit status 2."""
+    """Bad input (a URI that is neither a tracked track nor a readable audio file, a store without
+    embeddings, embeddings of another length): reported in one line, exit status 2."""
 
 
 @dataclass(frozen=True)
@@ -43,20 +44,14 @@ class Neighbour:
 
 
 def _current(output: str) -> ds.Dataset:
-    """`current` as a pyarrow dataset, one fragment per Parquet file, in the store's column types."""
-    from deltalake import DeltaTable
-
+    """`current` as a pyarrow dataset, one fragment per Parquet file, in the store's column types.
+    Raises StoreUnreadable, SimilarError (no embedding column)."""
     uri = join(output, "current")
-    try:
-        table = DeltaTable(uri, storage_options=storage_options(uri))
-        # On local disk, Arrow's own filesystem: deltalake's default reads through Python, which cost
-        # a third more time on 1,000,000 embeddings.
-        local = None if "://" in uri else pafs.SubTreeFileSystem(os.path.abspath(uri), pafs.LocalFileSystem())
-        dataset = table.to_pyarrow_dataset(filesystem=local)
-    # Any failure to open is the store's fault (missing, not Delta, storage unreachable: each storage
-    # raises its own types), not a bug here.
-    except Exception as exc:  # noqa: BLE001
-        raise SimilarError(f"{output} is not a store (cannot read {uri}: {' '.join(str(exc).split())})") from exc
+    table = open_table(output, "current")
+    # On local disk, Arrow's own filesystem: deltalake's default reads through Python, which cost a
+    # third more time on 1,000,000 embeddings.
+    local = None if "://" in uri else pafs.SubTreeFileSystem(os.path.abspath(uri), pafs.LocalFileSystem())
+    dataset = table.to_pyarrow_dataset(filesystem=local)
     if "embedding" not in dataset.schema.names:
         raise SimilarError(f"{uri} has no embedding column (written before it had one): run the pipeline "
                            f"on the store once, which adds it")

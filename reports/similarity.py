@@ -1,6 +1,6 @@
 """Nearest tracks by embedding: cosine similarity and the k best, over a catalogue read in chunks.
 
-Pure numerics, no storage: pipeline/similar.py feeds it the `current` table a chunk at a time, and
+Pure numerics, no storage: reports/similar.py feeds it the `current` table a chunk at a time, and
 TopK keeps only k candidates between chunks, so memory is one chunk whatever the catalogue's size.
 Ranking is deterministic: higher similarity first, and among equal similarities the earlier row
 (what a stable sort gives), so a chunked search returns exactly what one over the whole would.
@@ -48,14 +48,6 @@ def best(scores: np.ndarray, k: int) -> np.ndarray:
         candidates = np.arange(n)
     order = np.lexsort((candidates, -scores[candidates]))  # last key first: score, then index
     return candidates[order[:k]].astype(np.int64)
-
-
-def top_k(query: np.ndarray, embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k rows most similar to the query: (d,), (n, d) -> indices (min(k, n),) int64 and their
-    cosine similarities (min(k, n),) float32, most similar first."""
-    similarity = cosine(query, embeddings)
-    indices = best(similarity, k)
-    return indices, similarity[indices]
 
 
 class TopK:

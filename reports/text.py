@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 
-from musicnn_beam.store.tables import join, read_table
+from musicnn_beam.store.location import join
+from musicnn_beam.store.read import read_table
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 class ReportError(Exception):
-    """A store that cannot be read: reported in one line, exit status 2."""
+    """A report that cannot be made as asked (no such model in the store): reported in one line, exit
+    status 2."""
 
 
 def common_prefix(uris: list[str]) -> str:
@@ -35,24 +37,16 @@ def common_prefix(uris: list[str]) -> str:
     return schemes.pop() + path if path.strip("/") else ""
 
 
-def _read_rows(output: str, table: str) -> list[dict]:
-    try:
-        return read_table(output, table).to_pylist()
-    # Any failure to read is the store's fault (missing, not Delta, storage unreachable: each storage
-    # raises its own types), not a bug here.
-    except Exception as exc:
-        message = " ".join(str(exc).split())  # one line, whatever the storage put in the message
-        raise ReportError(f"cannot read {join(output, table)}: {type(exc).__name__}: {message}") from exc
-
-
 def format_report(output: str, top: int = 3, model: str | None = None) -> str:
-    """The text report; model: that model's rows only (None: every model's)."""
-    current = sorted((r for r in _read_rows(output, "current") if model is None or r["model"] == model),
-                     key=lambda r: (r["model"], r["status"] != "tracked", r["uri"]))
+    """The text report; model: that model's rows only (None: every model's). Raises ReportError,
+    StoreUnreadable."""
+    def rows(table: str) -> list[dict]:
+        return [r for r in read_table(output, table).to_pylist() if model is None or r["model"] == model]
+
+    current = sorted(rows("current"), key=lambda r: (r["model"], r["status"] != "tracked", r["uri"]))
     if model is not None and not current:
         raise ReportError(f"no model {model!r} in {join(output, 'current')}")
-    runs = sorted((r for r in _read_rows(output, "runs") if model is None or r["model"] == model),
-                  key=lambda r: r["finished"])
+    runs = sorted(rows("runs"), key=lambda r: r["finished"])
     prefix = common_prefix([r["uri"] for r in current])
     width = max([len(r["uri"].removeprefix(f"{prefix}/") if prefix else r["uri"]) for r in current] + [5])
     lines = [f"under {prefix}/"] if prefix else []

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from musicnn_beam.store.tables import join, storage_options
+from musicnn_beam.store.read import open_table
+from musicnn_beam.store.schema import TABLES
 from musicnn_beam.transforms.tags import top_tags
 
 # Everything the page shows is bounded by these, whatever the store's size.
@@ -29,7 +30,7 @@ QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)  # the tag spread: box 25-75, median, 
 
 
 class ViewError(Exception):
-    """The store cannot give the view asked for (no such model, no tracks, unreadable)."""
+    """The store cannot give the view asked for (no such model, no tracks)."""
 
 
 @dataclass
@@ -70,21 +71,14 @@ def literal(value: str) -> str:
 
 
 class StoreView:
-    """The store's tables registered for SQL; sql() returns a pyarrow Table."""
+    """The store's tables registered for SQL; sql() returns a pyarrow Table. Raises StoreUnreadable."""
 
     def __init__(self, output: str):
-        from deltalake import DeltaTable, QueryBuilder
-        self.output = output
+        from deltalake import QueryBuilder
         self.builder = QueryBuilder()
         self.columns: dict[str, list[str]] = {}
-        for name in ("current", "runs", "tracks", "patches", "errors"):
-            uri = join(output, name)
-            try:
-                table = DeltaTable(uri, storage_options=storage_options(uri))
-            # Any failure to open is the store's fault (missing, not Delta, storage unreachable: each
-            # storage raises its own types), not a bug here.
-            except Exception as exc:  # noqa: BLE001
-                raise ViewError(f"cannot read {uri}: {type(exc).__name__}: {' '.join(str(exc).split())}") from exc
+        for name in TABLES:
+            table = open_table(output, name)
             self.columns[name] = list(pa.schema(table.schema().to_arrow()).names)
             self.builder.register(name, table)
 
@@ -114,19 +108,16 @@ def choose_model(counts: dict[str, int], wanted: str | None) -> str:
 
 
 def glance(view: StoreView, model: str) -> dict:
-    """{tracked, removed, in_error, errors (kind -> files, the ERROR_KINDS largest), audio_h, runs} for one
-    model's current view."""
+    """{tracked, removed, in_error, errors (error_kinds), audio_h, runs} for one model's current view."""
     m = literal(model)
     status = {r["status"]: r for r in view.sql(
         f"SELECT status, count(*) AS n, sum(duration_s) AS audio_s FROM current WHERE model = {m} GROUP BY status"
     ).to_pylist()}
-    errors = view.sql(f"SELECT error, count(*) AS n FROM current WHERE model = {m} AND status = 'error' "
-                      f"GROUP BY error ORDER BY n DESC, error LIMIT {ERROR_KINDS}").to_pylist()
     runs = view.sql(f"SELECT count(*) AS n FROM runs WHERE model = {m}").to_pylist()[0]["n"]
     return {"tracked": int(status.get("tracked", {}).get("n", 0)),
             "removed": int(status.get("removed", {}).get("n", 0)),
             "in_error": int(status.get("error", {}).get("n", 0)),
-            "errors": {r["error"]: int(r["n"]) for r in errors},
+            "errors": error_kinds(view, model),
             "audio_h": float(status.get("tracked", {}).get("audio_s") or 0.0) / 3600,
             "runs": int(runs)}
 
@@ -193,16 +184,21 @@ def tag_distribution(view: StoreView, model: str, names: list[str]) -> tuple[np.
 
 def error_groups(view: StoreView, model: str) -> list[ErrorGroup]:
     """The current view's errors by kind, most files first, with ERROR_EXAMPLES files each (by URI)."""
-    m = literal(model)
-    counts = view.sql(f"SELECT error, count(*) AS n FROM current WHERE model = {m} AND status = 'error' "
-                      f"GROUP BY error ORDER BY n DESC, error LIMIT {ERROR_KINDS}").to_pylist()
     examples = view.sql(f"SELECT error, uri, message FROM (SELECT error, uri, message, row_number() OVER "
-                        f"(PARTITION BY error ORDER BY uri) AS k FROM current WHERE model = {m} AND status = 'error') "
-                        f"WHERE k <= {ERROR_EXAMPLES} ORDER BY error, uri").to_pylist()
+                        f"(PARTITION BY error ORDER BY uri) AS k FROM current WHERE model = {literal(model)} "
+                        f"AND status = 'error') WHERE k <= {ERROR_EXAMPLES} ORDER BY error, uri").to_pylist()
     by_kind: dict[str, list[tuple[str, str]]] = {}
     for row in examples:
         by_kind.setdefault(row["error"], []).append((row["uri"], row["message"] or ""))
-    return [ErrorGroup(r["error"], int(r["n"]), by_kind.get(r["error"], [])) for r in counts]
+    return [ErrorGroup(kind, n, by_kind.get(kind, [])) for kind, n in error_kinds(view, model).items()]
+
+
+def error_kinds(view: StoreView, model: str) -> dict[str, int]:
+    """Error kind -> the model's files in error with it in the current view: the ERROR_KINDS largest,
+    most files first (then by kind)."""
+    rows = view.sql(f"SELECT error, count(*) AS n FROM current WHERE model = {literal(model)} AND status = 'error' "
+                    f"GROUP BY error ORDER BY n DESC, error LIMIT {ERROR_KINDS}").to_pylist()
+    return {r["error"]: int(r["n"]) for r in rows}
 
 
 def map_sample(view: StoreView, model: str, limit: int = MAP_POINTS) -> tuple[list[str], list[str], np.ndarray]:

@@ -1,2 +1,12 @@
-"""The catalogue store: five Delta Lake tables, their schemas, opening and migration, one reader per
-table, the skip decision (the plan), the run's commit and its recovery."""
+"""The catalogue store: Delta Lake tables under OUTPUT (local disk, s3://, gs://), written with
+deltalake (delta-rs: no JVM, no catalog service).
+
+    schema.py    the five tables, their schemas and the settings text
+    location.py  the tables' URIs, storage options and filesystem
+    errors.py    StoreError, StoreUnreadable, StoreConflict, and the one-line message of an error
+    open.py      open_store: check, create and upgrade the tables, finish killed runs
+    read.py      one way to open a table; a reader per table (read_table, read_run, read_current)
+    plan.py      the plan: which listed inputs a run tags, skips or marks removed (PlanRun)
+    commit.py    the run's one commit (commit_run, CommitRun)
+    recovery.py  what killed runs left: plans completed, files no commit names removed
+"""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import atheris
 
-with atheris.instrument_imports(include=["transforms"]):
+with atheris.instrument_imports(include=["musicnn_beam"]):  # atheris matches top-level packages only
     from musicnn_beam.transforms.audio import decode_chunks
     from musicnn_beam.transforms.errors import TaggingError
 

@@ -331,23 +331,12 @@ def make_catalogue(root: Path) -> Path:
     return root
 
 
-def clear_fsspec_caches() -> None:
-    """fsspec caches filesystem instances and their listings per process: an in-process CLI run must not
-    see a listing from before the test's uploads."""
-    import fsspec
-
-    for protocol in ("s3", "gs", "file"):
-        try:
-            fsspec.get_filesystem_class(protocol).clear_instance_cache()
-        except (ImportError, ValueError):
-            pass
-
-
 def run_cli(argv: list[str]) -> int:
+    """The CLI's main() in this process (tests/conftest.py's in_process): its exit status."""
     from musicnn_beam.pipeline.cli import main
+    from tests.conftest import in_process
 
-    clear_fsspec_caches()
-    return main(argv)
+    return in_process(main, argv)
 
 
 def run_cli_subprocess(argv: list[str], cwd: Path, timeout_s: float = 300) -> subprocess.CompletedProcess:
@@ -359,7 +348,7 @@ def run_cli_subprocess(argv: list[str], cwd: Path, timeout_s: float = 300) -> su
 def read_table(output: str, table: str):
     """A pyarrow Table of the store's TABLE as of its latest commit, local or on S3, as any Delta
     reader sees it."""
-    from musicnn_beam.store.tables import read_table as store_read_table
+    from musicnn_beam.store.read import read_table as store_read_table
 
     return store_read_table(output, table)
 

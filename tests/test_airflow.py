@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import make_audio
 from tests.servers import read_table
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("converted_models")]
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("converted_models")]
 
 ROOT = Path(__file__).resolve().parent.parent
 DAGS = ROOT / "deploy" / "airflow"

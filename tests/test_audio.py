@@ -18,6 +18,8 @@ from musicnn_beam.demo.synth import synth_music
 from musicnn_beam.transforms.audio import AUDIO_EXTENSIONS, decode_audio
 from musicnn_beam.transforms.errors import TaggingError
 
+pytestmark = pytest.mark.unit
+
 SR = 16000  # musicnn's input rate (librosa.load(path, sr=16000))
 
 EXT = {"mp3": "mp3", "flac": "flac", "wav16": "wav", "wav24": "wav", "wavf32": "wav", "ogg": "ogg", "opus": "opus", "m4a": "m4a"}

@@ -12,19 +12,17 @@ from pathlib import Path
 
 import pytest
 
+from musicnn_beam.store.read import read_table
+from musicnn_beam.store.recovery import ORPHAN_HOURS
+from musicnn_beam.store.schema import HISTORY, TABLES
 from tests.conftest import make_audio
-from musicnn_beam.store import tables as store
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("converted_models")]
-
-
-def cli(*args: str, timeout_s: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "musicnn_beam.pipeline", *args], capture_output=True, text=True,
-                          timeout=timeout_s, stdin=subprocess.DEVNULL)
+# Runs call the CLI's main() in this process (the `cli` fixture); a killed run and two runs at once are processes.
+pytestmark = pytest.mark.usefixtures("converted_models")
 
 
 def tables(output: Path) -> dict[str, list[dict]]:
-    return {name: store.read_table(str(output), name).to_pylist() for name in store.TABLES}
+    return {name: read_table(str(output), name).to_pylist() for name in TABLES}
 
 
 def names(rows: list[dict]) -> list[str]:
@@ -32,7 +30,7 @@ def names(rows: list[dict]) -> list[str]:
 
 
 def current_by_name(output: Path) -> dict[str, dict]:
-    rows = store.read_table(str(output), "current").to_pylist()
+    rows = read_table(str(output), "current").to_pylist()
     assert len({(r["uri"], r["model"]) for r in rows}) == len(rows), "one current row per (uri, model)"
     return {Path(r["uri"]).name: r for r in rows}
 
@@ -64,7 +62,8 @@ def run_line(result: subprocess.CompletedProcess) -> str:
     return line
 
 
-def test_a_second_run_tags_only_what_changed(tmp_path):
+@pytest.mark.integration
+def test_a_second_run_tags_only_what_changed(tmp_path, cli):
     music, output = catalogue(tmp_path / "music"), tmp_path / "store"
     first = run_line(cli("--input", str(music), "--output", str(output)))
     print(first)
@@ -103,7 +102,8 @@ def test_a_second_run_tags_only_what_changed(tmp_path):
     assert_no_duplicates(output)
 
 
-def test_a_store_holding_something_else_is_refused(tmp_path):
+@pytest.mark.integration
+def test_a_store_holding_something_else_is_refused(tmp_path, cli):
     music = catalogue(tmp_path / "music")
     for name, make in (("foreign", lambda p: (p / "notes.txt").write_text("mine")),
                        ("plain-parquet", lambda p: (p / "tracks").mkdir() or (p / "tracks" / "part-0.parquet").write_bytes(b"PAR1"))):
@@ -115,41 +115,43 @@ def test_a_store_holding_something_else_is_refused(tmp_path):
         assert "not a table of this store" in result.stderr or "not a Delta table" in result.stderr
 
 
-def test_a_killed_run_then_a_new_one_ends_with_every_file_once(tmp_path):
+@pytest.mark.e2e
+def test_a_killed_run_then_a_new_one_ends_with_every_file_once(tmp_path, cli):
     music, output = catalogue(tmp_path / "music"), tmp_path / "store"
     for i in range(4):  # enough work that the kill lands midway
         make_audio(music, f"long{i}.wav", 30 + i, 30.0, 16000, 1, "wav16")
-    run = subprocess.Popen([sys.executable, "-m", "musicnn_beam.pipeline", "--input", str(music), "--output", str(output)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [sys.executable, "-m", "musicnn_beam.pipeline", "--input", str(music), "--output", str(output)]
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not list((output / "patches").glob("part-*.parquet")) and time.monotonic() < deadline and run.poll() is None:
         time.sleep(0.05)  # the first bundle's files are written: tagging is under way
     assert run.poll() is None, "the run ended before it could be killed"
     run.send_signal(signal.SIGKILL)
     run.wait()
-    orphans = sorted(p.name for name in store.HISTORY for p in (output / name).glob("part-*.parquet"))
+    orphans = sorted(p.name for name in HISTORY for p in (output / name).glob("part-*.parquet"))
     assert orphans, "the killed run wrote no file"
-    assert store.read_table(str(output), "tracks").num_rows == 0  # invisible: no commit names them
-    assert store.read_table(str(output), "runs").num_rows == 0
+    assert read_table(str(output), "tracks").num_rows == 0  # invisible: no commit names them
+    assert read_table(str(output), "runs").num_rows == 0
 
     result = run_line(cli("--input", str(music), "--output", str(output)))
     assert "9 listed, 0 skipped, 8 tagged" in result and "1 failed (NotAudio 1)" in result
     assert sorted(current_by_name(output)) == sorted(p.name for p in music.iterdir())
     assert_no_duplicates(output)
-    assert len(store.read_table(str(output), "tracks")) == 8
+    assert len(read_table(str(output), "tracks")) == 8
 
-    old = time.time() - (store.ORPHAN_HOURS + 1) * 3600  # a day later, the next run removes them
-    for name in store.HISTORY:
+    old = time.time() - (ORPHAN_HOURS + 1) * 3600  # a day later, the next run removes them
+    for name in HISTORY:
         for path in (output / name).glob("part-*.parquet"):
             if path.name in orphans:
                 os.utime(path, (old, old))
     run_line(cli("--input", str(music), "--output", str(output)))
-    left = {p.name for name in store.HISTORY for p in (output / name).glob("part-*.parquet")}
+    left = {p.name for name in HISTORY for p in (output / name).glob("part-*.parquet")}
     assert not left & set(orphans)
-    assert len(store.read_table(str(output), "tracks")) == 8
+    assert len(read_table(str(output), "tracks")) == 8
 
 
-def test_two_runs_at_once_never_mix_or_duplicate(tmp_path):
+@pytest.mark.e2e
+def test_two_runs_at_once_never_mix_or_duplicate(tmp_path, cli):
     music, output = catalogue(tmp_path / "music"), tmp_path / "store"
     command = [sys.executable, "-m", "musicnn_beam.pipeline", "--input", str(music), "--output", str(output)]
     runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
@@ -165,12 +167,13 @@ def test_two_runs_at_once_never_mix_or_duplicate(tmp_path):
                 "nothing of this run was committed; run again (it tags only what is still missing)"), line
     assert_no_duplicates(output)
     assert sorted(current_by_name(output)) == sorted(p.name for p in music.iterdir())
-    assert names(store.read_table(str(output), "tracks").to_pylist()) == ["a.mp3", "b.flac", "c.wav", "d.wav"]
+    assert names(read_table(str(output), "tracks").to_pylist()) == ["a.mp3", "b.flac", "c.wav", "d.wav"]
     again = run_line(cli("--input", str(music), "--output", str(output)))
     assert "5 listed, 5 skipped, 0 tagged" in again
 
 
-def test_a_glob_that_matches_nothing_stops_the_run_before_any_commit(tmp_path):
+@pytest.mark.integration
+def test_a_glob_that_matches_nothing_stops_the_run_before_any_commit(tmp_path, cli):
     """The launcher does not list inputs (the run lists them once): a glob whose folder exists but
     that matches nothing stops the run in its listing, before a file could be marked removed."""
     music, output = catalogue(tmp_path / "music"), tmp_path / "store"
@@ -178,19 +181,20 @@ def test_a_glob_that_matches_nothing_stops_the_run_before_any_commit(tmp_path):
     result = cli("--input", str(music / "*.ogg"), "--output", str(output))
     assert result.returncode == 2
     assert result.stderr.strip() == f"musicnn-beam: error: no file matches {str(music / '*.ogg')!r}"
-    assert len(store.read_table(str(output), "runs")) == 1
-    assert {r["status"] for r in store.read_table(str(output), "current").to_pylist()} == {"tracked", "error"}
+    assert len(read_table(str(output), "runs")) == 1
+    assert {r["status"] for r in read_table(str(output), "current").to_pylist()} == {"tracked", "error"}
 
 
-def test_tags_of_two_models_live_side_by_side(tmp_path):
+@pytest.mark.integration
+def test_tags_of_two_models_live_side_by_side(tmp_path, cli):
     """A run of another model tags everything for that model and leaves the first model's rows alone;
     each model's next run skips its own."""
     music, output = catalogue(tmp_path / "music"), tmp_path / "store"
     run_line(cli("--input", str(music), "--output", str(output)))
-    before = {(r["uri"], r["model"]): r for r in store.read_table(str(output), "current").to_pylist()}
+    before = {(r["uri"], r["model"]): r for r in read_table(str(output), "current").to_pylist()}
     other = run_line(cli("--input", str(music), "--output", str(output), "--model", "mtt-vgg"))
     assert "5 listed, 0 skipped, 4 tagged" in other and "0 removed" in other
-    rows = store.read_table(str(output), "current").to_pylist()
+    rows = read_table(str(output), "current").to_pylist()
     assert sorted({r["model"] for r in rows}) == ["msd-musicnn", "mtt-vgg"] and len(rows) == 10
     assert {(r["uri"], r["model"]): r for r in rows if r["model"] == "msd-musicnn"} == before
     again = run_line(cli("--input", str(music), "--output", str(output), "--model", "mtt-vgg"))
@@ -198,21 +202,23 @@ def test_tags_of_two_models_live_side_by_side(tmp_path):
     assert_no_duplicates(output)
 
 
-def test_the_skip_decision_holds_for_100000_files(tmp_path):
+@pytest.mark.integration
+def test_the_skip_decision_holds_for_100000_files(tmp_path, cli):
     """A store of 100,000 tracks and a manifest of the same files, unchanged: every file is skipped,
     none is lost or opened. (In Beam's multi_threading mode the join's data was garbled at this
-    size: files were tagged again, or the run read garbage; see pipeline/cli.py.)"""
-    from bench.skip import manifest, synthesise_store
+    size: files were tagged again, or the run read garbage; see pipeline/options.py.)"""
+    from tests.synthetic_store import write, write_manifest
     from musicnn_beam.models.registry import resolve_model
 
     model = resolve_model("msd-musicnn")
-    synthesise_store(tmp_path / "store", 100_000, model.fingerprint(), model.classes)
-    manifest(tmp_path / "catalogue.parquet", 100_000, [])
+    write(tmp_path / "store", 100_000, n_runs=1, fingerprint=model.fingerprint())
+    write_manifest(tmp_path / "catalogue.parquet", 100_000)
     line = run_line(cli("--manifest", str(tmp_path / "catalogue.parquet"), "--output", str(tmp_path / "store")))
     assert "100000 listed, 100000 skipped, 0 tagged (0.0 audio s), 0 failed, 0 removed" in line, line
 
 
-def test_a_dry_run_says_what_a_run_would_do_and_changes_nothing(tmp_path):
+@pytest.mark.integration
+def test_a_dry_run_says_what_a_run_would_do_and_changes_nothing(tmp_path, cli):
     """--dry-run lists and joins, prints the plan (read from the pipeline's metrics) and writes nothing:
     not on a new output, not in an existing store."""
     music, output = catalogue(tmp_path / "music"), tmp_path / "store"

@@ -8,8 +8,11 @@ from apache_beam.options.pipeline_options import (DebugOptions, DirectOptions, F
                                                   GoogleCloudOptions, PipelineOptions, PortableOptions,
                                                   StandardOptions, WorkerOptions)
 
-from musicnn_beam.pipeline.cli import build_parser, unknown_beam_args
+from musicnn_beam.pipeline.cli import build_parser
 from musicnn_beam.pipeline.config import expand_config, profile_args
+from musicnn_beam.pipeline.options import pipeline_options, unknown_beam_args
+
+pytestmark = pytest.mark.unit
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 OWN_FLAGS = {flag for action in build_parser()._actions for flag in action.option_strings}
@@ -83,8 +86,6 @@ def test_profile_values_become_flags():
     (["--direct_running_mode=multi_threading"], 1, "multi_threading"),  # asked for by name only
 ])
 def test_the_local_runner_never_picks_multi_threading_itself(args, workers, mode):
-    from musicnn_beam.pipeline.cli import pipeline_options
-
     options, runner = pipeline_options(args)
     assert runner is not None
     assert (options.view_as(DirectOptions).direct_num_workers, options.view_as(DirectOptions).direct_running_mode) \

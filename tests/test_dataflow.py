@@ -53,6 +53,7 @@ def matches(param: dict, value: str) -> bool:
     return all(re.fullmatch(regex, value) for regex in param.get("regexes", []))
 
 
+@pytest.mark.unit
 def test_the_metadata_has_one_parameter_per_cli_flag():
     metadata = json.loads(METADATA.read_text())
     assert metadata["name"] and metadata["description"]
@@ -67,6 +68,7 @@ def test_the_metadata_has_one_parameter_per_cli_flag():
             re.compile(regex)
 
 
+@pytest.mark.unit
 def test_the_parameters_accept_what_the_cli_accepts():
     params = parameters()
     for name, action in cli_actions().items():
@@ -80,6 +82,7 @@ def test_the_parameters_accept_what_the_cli_accepts():
     assert matches(params["output"], "gs://bucket/tags") and not matches(params["output"], "")
 
 
+@pytest.mark.unit
 def test_the_launcher_turns_switch_values_into_flags():
     launch = launch_module()
     switches = {f"--{name}" for name, action in cli_actions().items() if action.nargs == 0}
@@ -91,6 +94,7 @@ def test_the_launcher_turns_switch_values_into_flags():
     assert launch.translate(["--retag=maybe"]) == ["--retag=maybe"]  # left for the CLI to refuse in one line
 
 
+@pytest.mark.unit
 def test_every_parameter_as_the_launcher_passes_it_parses():
     """Each parameter as `--name=value` (a value its regexes accept), through the entry point's
     translation, is understood by the CLI's parser: nothing left over for Beam."""
@@ -103,6 +107,7 @@ def test_every_parameter_as_the_launcher_passes_it_parses():
         assert getattr(args, action.dest) not in (None, False, []), name
 
 
+@pytest.mark.unit
 def test_the_image_is_also_the_flex_template_launcher():
     dockerfile = (ROOT / "Dockerfile").read_text()
     body = "\n".join(line for line in dockerfile.splitlines() if not line.lstrip().startswith("#"))
@@ -117,6 +122,7 @@ def test_the_image_is_also_the_flex_template_launcher():
     assert entry and re.search(rf"^COPY deploy/dataflow/launch\.py {re.escape(entry[1])}$", body, re.M)
 
 
+@pytest.mark.e2e
 def test_make_flex_template_builds_the_spec_from_the_image_and_the_metadata():
     done = subprocess.run(["make", "-n", "flex-template", "IMAGE=registry.example/p/worker:1", "TEMPLATE_BUCKET=b"],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -134,7 +140,7 @@ def test_make_flex_template_builds_the_spec_from_the_image_and_the_metadata():
 # connects anonymously. Marking the lookup done, with no credentials, reaches the same end at once: the
 # run has no account, and the emulator needs none.
 ANONYMOUS = "import apache_beam.internal.gcp.auth as auth; auth._Credentials._credentials_init = True; "
-CLI = ANONYMOUS + "from pipeline.cli import console_main; console_main()"
+CLI = ANONYMOUS + "from musicnn_beam.pipeline.cli import console_main; console_main()"
 # What a Flex Template launch runs: our entry point, as a script, with `--name=value` arguments.
 FLEX_ENTRY_POINT = ANONYMOUS + f"import runpy; runpy.run_path({str(LAUNCH)!r}, run_name='__main__')"
 
@@ -166,7 +172,7 @@ def accelerator_transforms(pipeline) -> tuple[dict[str, bytes], list[str]]:
     return hinted, names
 
 
-@pytest.mark.integration
+@pytest.mark.e2e
 @pytest.mark.usefixtures("converted_models")
 @pytest.mark.parametrize("placement", ["gpu-workers", "inference-only", "flex-launch"])
 def test_the_dataflow_profile_writes_the_job_we_mean(placement, gcs_server, gcs_input, tmp_path):
@@ -175,7 +181,7 @@ def test_the_dataflow_profile_writes_the_job_we_mean(placement, gcs_server, gcs_
     arguments as the launcher passes them, the job written into the staging bucket as a launch does."""
     from apache_beam.portability.api import beam_runner_api_pb2
 
-    from musicnn_beam.store.tables import read_table
+    from musicnn_beam.store.read import read_table
 
     profile = yaml.safe_load(PROFILE.read_text())
     config, extra = PROFILE, []

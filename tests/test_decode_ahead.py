@@ -10,7 +10,8 @@ from tests.conftest import make_audio
 from musicnn_beam.transforms import decode_ahead
 from musicnn_beam.transforms.audio import AudioInfo
 from musicnn_beam.transforms.decode_ahead import DecodeAhead, Decoded, files_to_decode
-from musicnn_beam.transforms.decoders import DecodeRequest, DecoderPool
+from musicnn_beam.transforms.decoder_pipe import DecodeRequest
+from musicnn_beam.transforms.decoders import DecoderPool
 from musicnn_beam.transforms.errors import TaggingError
 from musicnn_beam.store.plan import RunFacts, is_tagged
 from musicnn_beam.transforms.sources import expand_input
@@ -18,6 +19,7 @@ from musicnn_beam.transforms.sources import expand_input
 RATE = 16000
 
 
+@pytest.mark.unit
 def test_a_file_decoded_ahead_is_replayed_in_order_then_removed(tmp_path):
     samples = np.random.default_rng(0).standard_normal(3 * decode_ahead.SAMPLES_PER_PUSH + 5).astype(np.float32)
     path = tmp_path / "samples"
@@ -30,6 +32,7 @@ def test_a_file_decoded_ahead_is_replayed_in_order_then_removed(tmp_path):
     assert not path.exists()
 
 
+@pytest.mark.unit
 def test_a_file_whose_decoding_failed_replays_what_came_then_its_error(tmp_path):
     path = tmp_path / "samples"
     np.ones(10, np.float32).tofile(path)
@@ -39,6 +42,7 @@ def test_a_file_whose_decoding_failed_replays_what_came_then_its_error(tmp_path)
     assert sum(len(p) for p in pushed) == 10 and not path.exists()
 
 
+@pytest.mark.unit
 def test_only_files_the_run_will_tag_are_decoded_ahead(tmp_path):
     """The launcher's choice is the run's own skip decision: a file the store holds in the same
     version is not decoded; new and changed ones are, in listing order, at most MAX_FILES."""
@@ -119,8 +123,8 @@ def test_a_run_that_decodes_ahead_writes_the_same_rows(tmp_path, monkeypatch):
     from apache_beam.metrics.metric import MetricsFilter
 
     from musicnn_beam.pipeline.cli import run
-    from tests.servers import clear_fsspec_caches
-    from musicnn_beam.store import tables as store
+    from tests.conftest import clear_fsspec_caches
+    from musicnn_beam.store.read import read_table
     from musicnn_beam.transforms import tally
 
     music = tmp_path / "music"
@@ -134,8 +138,8 @@ def test_a_run_that_decodes_ahead_writes_the_same_rows(tmp_path, monkeypatch):
         result = run(["--input", str(music), "--output", output]).result
         counters = {c.key.metric.name: c.committed
                     for c in result.metrics().query(MetricsFilter().with_namespace(tally.NAMESPACE))["counters"]}
-        tracks = sorted((t["uri"], t["activations"], t["embedding"]) for t in store.read_table(output, "tracks").to_pylist())
-        errors = sorted((e["uri"], e["error"], e["message"]) for e in store.read_table(output, "errors").to_pylist())
+        tracks = sorted((t["uri"], t["activations"], t["embedding"]) for t in read_table(output, "tracks").to_pylist())
+        errors = sorted((e["uri"], e["error"], e["message"]) for e in read_table(output, "errors").to_pylist())
         return counters, tracks, errors
 
     ahead_counters, ahead_tracks, ahead_errors = tagged(str(tmp_path / "ahead"))

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import make_audio
-from musicnn_beam.transforms.decoders import DecodeRequest, DecoderPool
+from musicnn_beam.transforms.decoder_pipe import DecodeRequest
+from musicnn_beam.transforms.decoders import DecoderPool
 
 pytestmark = pytest.mark.integration  # decoder processes
 

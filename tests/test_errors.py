@@ -14,6 +14,8 @@ from musicnn_beam.transforms.extract import check_usable
 from musicnn_beam.transforms.features import MelStream
 from musicnn_beam.transforms.records import ErrorRecord, InputFile
 
+pytestmark = pytest.mark.unit
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 

@@ -9,6 +9,8 @@ from musicnn_beam.models.original import librosa_load, librosa_log_mel
 from musicnn_beam.models.recipe import FeatureRecipe
 from musicnn_beam.transforms import features
 
+pytestmark = pytest.mark.unit
+
 
 def test_mel_filterbank_is_librosas_slaney_filterbank():
     expected = librosa.filters.mel(sr=16000, n_fft=512, n_mels=96).T  # Slaney scale, Slaney norm
@@ -58,7 +60,7 @@ def test_non_overlapping_patches_drop_last_partial():
     np.testing.assert_array_equal(patches[1], frames[187:374])
 
 
-def test_overlapping_patches_follow_hop():
+def test_overlapping_patches_follow_patch_hop():
     frames = np.arange(500 * 2, dtype=np.float32).reshape(500, 2)
     patches, _ = features.to_patches(frames, 187, 93)
     assert len(patches) == 1 + (500 - 187) // 93
@@ -88,23 +90,23 @@ def test_chunked_mel_equals_one_pass(n, recipe):
         np.testing.assert_array_equal(features.mel_power(samples, recipe, chunk_frames=chunk), one_pass)
 
 
-@pytest.mark.parametrize("sample_rate,n_fft,hop,n_mels,f_max", [
+@pytest.mark.parametrize("sample_rate,n_fft,hop_length,n_mels,f_max", [
     (16000, 512, 128, 96, 8000.0),
     (22050, 1024, 512, 64, 11025.0),
     (16000, 400, 160, 40, 6000.0),
 ])
-def test_other_recipes_match_librosa(sample_rate, n_fft, hop, n_mels, f_max):
+def test_other_recipes_match_librosa(sample_rate, n_fft, hop_length, n_mels, f_max):
     """The recipe's numbers reach every step: librosa with the same settings is the reference."""
     from musicnn_beam.demo.synth import synth_music
 
-    recipe = FeatureRecipe(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop, n_mels=n_mels, f_min=0.0,
+    recipe = FeatureRecipe(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, f_min=0.0,
                            f_max=f_max, patch_frames=187, compression="log10(10000 * float16(mel) + 1)")
     samples = synth_music(4, 5.0, sample_rate, 1)[0]
-    mel = librosa.feature.melspectrogram(y=samples, sr=sample_rate, n_fft=n_fft, hop_length=hop, n_mels=n_mels,
+    mel = librosa.feature.melspectrogram(y=samples, sr=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
                                          fmax=f_max).T
     theirs = np.log10(10000 * mel.astype(np.float16).astype(np.float32) + 1)
     ours = features.log_mel(samples, recipe)
-    assert ours.shape == theirs.shape == (1 + len(samples) // hop, n_mels)
+    assert ours.shape == theirs.shape == (1 + len(samples) // hop_length, n_mels)
     assert np.abs(ours - theirs).max() < 1e-3
 
 

@@ -38,6 +38,7 @@ def hostile(tmp_path_factory) -> synthetic_store.Synthetic:
                                  extra_uris=(HOSTILE,), with_patches=(HOSTILE,), error_message=HOSTILE_MESSAGE)
 
 
+@pytest.mark.unit
 def test_hostile_names_are_text(hostile):
     page = render(hostile.output, tracks=[HOSTILE])
     assert "<script>alert(1)" not in page and "onerror=" not in page.replace('onerror=&quot;', "")
@@ -48,6 +49,7 @@ def test_hostile_names_are_text(hostile):
     assert found == expected == 4  # growth, tags, the one taggram, the map
 
 
+@pytest.mark.unit
 def test_page_is_bounded_on_a_large_store(tmp_path):
     """50,000 tracks and 2,000 errors: the page stays far under 10 MB (every list and figure is capped)."""
     tracks = [f"/music/large/pick{i:02d}.mp3" for i in range(20)]  # more than a page shows
@@ -66,6 +68,7 @@ def test_page_is_bounded_on_a_large_store(tmp_path):
     assert "50,000 tracks" not in page and "of 49,900 tracks" in page  # a sample; the removed are not tracked
 
 
+@pytest.mark.unit
 def test_cli_arguments(hostile, tmp_path, capsys):
     path = tmp_path / "r.html"
     assert report.main([hostile.output, "--html", str(path), "--model", "msd-musicnn"]) == 0
@@ -98,7 +101,7 @@ def console_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "CONSOLE" in line]
 
 
-@pytest.mark.integration
+@pytest.mark.e2e
 def test_chromium_would_catch_a_console_error(tmp_path):
     """The check below sees what it must: a page that logs an error, or loads from the network."""
     bad = tmp_path / "bad.html"
@@ -111,7 +114,7 @@ def test_chromium_would_catch_a_console_error(tmp_path):
     assert any("cdn.example" in line for line in lines), done.stderr  # the page's policy refused it
 
 
-@pytest.mark.integration
+@pytest.mark.e2e
 def test_demo_report_in_a_browser(converted_models, tmp_path):
     catalogue, output = tmp_path / "demo-catalogue", tmp_path / "demo-output"
     run([sys.executable, "-m", "demo", "--out", str(catalogue)])
@@ -159,6 +162,7 @@ def run(argv: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 
+@pytest.mark.unit
 def test_figures_are_bounded_for_a_model_with_many_tags():
     """A custom model with 500 classes: the tag chart and a taggram show at most MAX_TAGS rows."""
     names = [f"tag{i}" for i in range(500)]

@@ -3,9 +3,12 @@ patches of several tracks, cut and sent in bounded calls, come back to the right
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from musicnn_beam.transforms.inference import predict_tracks
 from musicnn_beam.transforms.records import TrackFeatures
+
+pytestmark = pytest.mark.unit
 
 
 def fingerprint_tagger(calls: list[int]):
@@ -73,8 +76,6 @@ def test_the_model_loads_and_warms_in_the_background_and_a_failed_load_fails_the
     """The worker's model loads on a thread and runs its batch shape once on zeros (the first files
     decode meanwhile); the results are a plain tagger's. A model that cannot load is no track's
     fault: run_inference raises instead of giving every track an InferenceFailed row."""
-    import pytest
-
     from musicnn_beam.models.registry import resolve_model
     from musicnn_beam.transforms.inference import LoadingTagger, ModelLoadFailed, PatchTagger, TaggerModelHandler
 

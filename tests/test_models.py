@@ -16,6 +16,8 @@ from musicnn_beam.transforms.features import mel_power
 from musicnn_beam.transforms.inference import PatchTagger, predict_tracks
 from musicnn_beam.transforms.records import TrackFeatures
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def reference_patches(wav16k) -> np.ndarray:

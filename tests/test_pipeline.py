@@ -20,14 +20,17 @@ from musicnn_beam.demo.encode import write_audio
 from musicnn_beam.demo.synth import synth_music
 from musicnn_beam.models.original import librosa_load, original_model, original_tags
 from musicnn_beam.models.registry import resolve_model
-from musicnn_beam.pipeline.cli import local_temp_prefix, main, remove_local_temp
+from musicnn_beam.pipeline.cli import main
+from musicnn_beam.pipeline.temp_files import local_temp_prefix, remove_local_temp
+from musicnn_beam.store.read import read_table
+from musicnn_beam.store.schema import TABLES
+from tests.decoder_faults import cli_command, use_faulty_decoders
+from musicnn_beam.transforms.errors import KINDS
 from tests.conftest import make_audio
 from tests.test_config import CONFIGS
-from musicnn_beam.store import tables as store
-from musicnn_beam.transforms.decoders import TEST_HOOKS_ENV
-from musicnn_beam.transforms.errors import KINDS
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("converted_models")]
+# Runs call the CLI's main() in this process; the console's quiet, worker processes and a kill need processes.
+pytestmark = pytest.mark.usefixtures("converted_models")
 
 EXPECTED_ERRORS = {  # bad input -> (stage, error)
     "empty.mp3": ("decode", "EmptyFile"),
@@ -56,7 +59,7 @@ KINDS_UNIT_TESTED_ONLY = {"PermissionDenied", "DecoderError"}
 
 
 def read(output: Path, table: str):
-    return store.read_table(str(output), table)
+    return read_table(str(output), table)
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +81,7 @@ def run_output(catalogue, tmp_path_factory) -> Path:
     return output
 
 
+@pytest.mark.integration
 def test_every_input_appears_exactly_once(catalogue, run_output):
     audio = sorted(str(p) for p in catalogue.rglob("*") if p.is_file() and p.suffix != ".txt")
     tracks = read(run_output, "tracks").column("uri").to_pylist()
@@ -86,6 +90,7 @@ def test_every_input_appears_exactly_once(catalogue, run_output):
     assert len(set(tracks + errors)) == len(audio)
 
 
+@pytest.mark.integration
 def test_bad_inputs_become_error_rows(run_output):
     assert {kind for _, kind in EXPECTED_ERRORS.values()} | set(KINDS_TESTED_ELSEWHERE) | KINDS_UNIT_TESTED_ONLY \
         == set(KINDS)
@@ -96,8 +101,9 @@ def test_bad_inputs_become_error_rows(run_output):
         assert rows[name]["message"]
 
 
+@pytest.mark.integration
 def test_schemas_are_the_public_contract(run_output):
-    for table, schema in store.TABLES.items():
+    for table, schema in TABLES.items():
         assert read(run_output, table).schema.remove_metadata() == schema, table
     (run,) = read(run_output, "runs").to_pylist()
     model = resolve_model("msd-musicnn")
@@ -108,6 +114,7 @@ def test_schemas_are_the_public_contract(run_output):
         assert set(read(run_output, table).column("run_id").to_pylist()) == run_ids, table
 
 
+@pytest.mark.integration
 def test_tags_equal_the_original_model(run_output, wav16k):
     row = next(r for r in read(run_output, "tracks").to_pylist() if r["uri"].endswith("reference_16k.wav"))
     theirs, _ = original_tags(wav16k)
@@ -126,6 +133,7 @@ def test_tags_equal_the_original_model(run_output, wav16k):
     assert np.abs(np.array([p["activations"] for p in patches]) - theirs).max() < 1e-3
 
 
+@pytest.mark.integration
 def test_source_properties_and_short_clip(run_output):
     rows = {Path(r["uri"]).name: r for r in read(run_output, "tracks").to_pylist()}
     assert (rows["stereo_44k.flac"]["sample_rate"], rows["stereo_44k.flac"]["channels"]) == (44100, 2)
@@ -134,6 +142,7 @@ def test_source_properties_and_short_clip(run_output):
     assert short["padded"] and short["n_patches"] == 1 and short["duration_s"] == pytest.approx(2.0, abs=0.01)
 
 
+@pytest.mark.integration
 def test_patch_hop_glob_manifest_profile_and_other_model(catalogue, tmp_path):
     manifest = tmp_path / "catalogue.csv"
     manifest.write_text(f"uri,track_id\n{catalogue / 'bad' / 'short_2s.wav'},T-short\n"
@@ -158,6 +167,7 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env=env)
 
 
+@pytest.mark.e2e
 def test_one_model_shared_by_worker_processes_and_no_debris(catalogue, run_output, tmp_path):
     """--model-copies 1 with two worker processes: one model, hosted by one process and called by both
     through Beam's proxy (its address file, one per copy, is in TMPDIR while the run lasts); the
@@ -196,6 +206,7 @@ def test_one_model_shared_by_worker_processes_and_no_debris(catalogue, run_outpu
         np.testing.assert_allclose(row["activations"], expected[row["uri"]]["activations"], rtol=0, atol=1e-6)
 
 
+@pytest.mark.e2e
 def test_a_plain_run_prints_its_line_and_nothing_else(tmp_path, wav16k):
     """No TensorFlow, CUDA or absl start-up notes: the run's line on stdout, nothing on stderr;
     --verbose brings the notes back."""
@@ -208,6 +219,7 @@ def test_a_plain_run_prints_its_line_and_nothing_else(tmp_path, wav16k):
     assert "1 listed, 1 skipped, 0 tagged" in verbose.stdout
 
 
+@pytest.mark.e2e
 def test_worker_processes_are_quiet_too_and_leave_no_progress_folder(tmp_path, wav16k):
     """Two worker processes (multi_processing): they import TensorFlow quietly and their start-up
     warnings are not relayed; their progress files, written to the last moment, are removed."""
@@ -218,6 +230,7 @@ def test_worker_processes_are_quiet_too_and_leave_no_progress_folder(tmp_path, w
     assert glob.glob(f"{tempfile.gettempdir()}/{local_temp_prefix(output)}*") == []
 
 
+@pytest.mark.e2e
 def test_a_killed_run_leaves_no_decoder_behind(tmp_path, wav16k):
     """SIGKILL the CLI while a decoder child is stuck: the child dies with it (and a stuck child
     would not notice its closed pipe). What it left in TMPDIR (its folder of samples decoded ahead,
@@ -225,10 +238,8 @@ def test_a_killed_run_leaves_no_decoder_behind(tmp_path, wav16k):
     folder = tmp_path / "in"
     folder.mkdir()
     shutil.copy(wav16k, folder / "decoder-hang.wav")
-    command = [sys.executable, "-m", "musicnn_beam.pipeline", "--input", str(folder), "--output", str(tmp_path / "out"),
-               "--decode-timeout", "600"]
-    run = subprocess.Popen(command, env={**os.environ, TEST_HOOKS_ENV: "1"}, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+    command = cli_command("--input", str(folder), "--output", str(tmp_path / "out"), "--decode-timeout", "600")
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline, children = time.monotonic() + 60, []
         while not children and time.monotonic() < deadline:
@@ -258,7 +269,7 @@ def _decoder_children(parent: int) -> list[int]:
             command = (stat.parent / "cmdline").read_bytes()
         except (OSError, IndexError, ValueError):
             continue  # the process ended while we looked
-        if ppid == parent and b"transforms.decoders" in command:
+        if ppid == parent and (b"decoder_child" in command or b"decoder_faults" in command):
             children.append(int(stat.parent.name))
     return children
 
@@ -272,6 +283,7 @@ def model_folder(folder: Path, **features) -> str:
     return str(folder)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("case,message", [
     ("no_match", "no file matches"),
     ("no_folder", "no file matches"),
@@ -284,7 +296,7 @@ def model_folder(folder: Path, **features) -> str:
     ("no_input", "name the audio with --input or --manifest (see musicnn-beam --help)"),
     ("htk_mel_model", "features.mel_scale = 'htk' is not supported (only 'slaney')"),
 ])
-def test_bad_arguments_get_one_line_and_nonzero_exit(case, message, tmp_path, wav16k, run_output):
+def test_bad_arguments_get_one_line_and_nonzero_exit(case, message, tmp_path, wav16k, run_output, cli):
     output = str(tmp_path / "out")
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "notes.txt").write_text("mine")
@@ -299,67 +311,14 @@ def test_bad_arguments_get_one_line_and_nonzero_exit(case, message, tmp_path, wa
             "no_input": ["--output", output],
             "htk_mel_model": ["--input", wav16k, "--output", output,
                               "--model", model_folder(tmp_path / "htk", mel_scale="htk")]}[case]
-    result = _cli(*args)
+    result = cli(*args)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not Path(output).exists()  # refused before anything is written
 
 
-def test_every_flatten_reads_its_inputs_with_one_coder():
-    """Beam infers a coder per branch ((str, int) here, (str, float) there); a Flatten whose inputs
-    differ decoded one branch's bytes with another's coder: at 30,000 inputs the run counts went
-    wrong, and at 100,000 the join (a Flatten inside) lost files and the run ran out of memory."""
-    import apache_beam as beam
-
-    from musicnn_beam.pipeline.graph import CommitRun, InputSpec, StoreRun, TagCatalogue, TagSettings
-    from musicnn_beam.store.plan import RunFacts
-
-    p = beam.Pipeline()
-    run = StoreRun(output="store", facts=RunFacts("R1", "msd-musicnn", "f", "s"), state_version=0, state_files=())
-    _ = (p | beam.Create([InputSpec(pattern="x")])
-         | TagCatalogue(TagSettings(model=resolve_model("msd-musicnn"), patch_hop=187), run) | CommitRun(run))
-    flattens = {}
-
-    class Visitor(beam.pipeline.PipelineVisitor):
-        def visit_transform(self, node):
-            if isinstance(node.transform, beam.Flatten):
-                flattens[node.full_label] = {type(beam.coders.registry.get_coder(i.element_type)).__name__ + str(
-                    beam.coders.registry.get_coder(i.element_type)) for i in node.inputs}
-
-    p.visit(Visitor())
-    assert {"TagCatalogue/AllErrors", "TagCatalogue/AllCurrent", "CommitRun/AllEntries",
-            "TagCatalogue/Plan/JoinState/CoGroupByKeyImpl/Flatten"} <= set(flattens), flattens
-    assert all(len(coders) == 1 for coders in flattens.values()), flattens
-
-
-def test_inference_accelerator_hint_lands_on_the_inference_stage_only():
-    import apache_beam as beam
-
-    from musicnn_beam.pipeline.graph import InputSpec, StoreRun, TagCatalogue, TagSettings
-    from musicnn_beam.store.plan import RunFacts
-
-    hint = "type:nvidia-l4;count:1;install-nvidia-driver"
-    p = beam.Pipeline()
-    run = StoreRun(output="store", facts=RunFacts("R1", "msd-musicnn", "f", "s"), state_version=0, state_files=())
-    _ = p | beam.Create([InputSpec(pattern="x")]) | TagCatalogue(
-        TagSettings(model=resolve_model("msd-musicnn"), patch_hop=187, inference_accelerator=hint), run)
-    hinted = {}
-
-    class Visitor(beam.pipeline.PipelineVisitor):
-        def enter_composite_transform(self, node):
-            self.visit_transform(node)
-
-        def visit_transform(self, node):
-            accelerator = (node.resource_hints or {}).get("beam:resources:accelerator:v1")
-            if accelerator:
-                hinted[node.full_label] = accelerator
-
-    p.visit(Visitor())
-    assert hinted and all("/Infer" in label for label in hinted), hinted
-    assert set(hinted.values()) == {hint.encode()}
-
-
+@pytest.mark.integration
 def test_every_file_is_tagged_once_whatever_names_it(catalogue, tmp_path):
     """A file named by a folder, by `..`, through a symlink and by a manifest with a track_id is
     tagged once, with that id; a file two manifests give different track_ids is one error row."""
@@ -384,6 +343,7 @@ def test_every_file_is_tagged_once_whatever_names_it(catalogue, tmp_path):
     assert sorted(r["patch"] for r in patches) == list(range(tracks[0]["n_patches"]))  # once each, no duplicates
 
 
+@pytest.mark.integration
 def test_the_models_metadata_decides_its_features(wav16k, tmp_path):
     """A model whose metadata says hop 128 gets hop-128 features: its patch count, times and tags are
     the original graph's on librosa's hop-128 mel of the same audio."""
@@ -421,6 +381,7 @@ def failing_model(folder: Path, max_log_mel: float) -> str:
     return str(folder)
 
 
+@pytest.mark.integration
 def test_a_model_that_always_raises_puts_each_track_in_errors(catalogue, tmp_path):
     output = tmp_path / "out"
     model = failing_model(tmp_path / "failing", max_log_mel=-1.0)
@@ -439,6 +400,7 @@ def test_a_model_that_always_raises_puts_each_track_in_errors(catalogue, tmp_pat
             assert (row["stage"], row["error"]) == EXPECTED_ERRORS[name]
 
 
+@pytest.mark.integration
 def test_an_inference_failure_costs_only_the_track_that_fails_alone(tmp_path):
     """Four tracks in one batch; the model refuses the loud one (log-mel 6.7, the quiet ones 4.7): the
     batch raises, each track is tried alone, and only the loud one is an error."""
@@ -457,11 +419,12 @@ def test_an_inference_failure_costs_only_the_track_that_fails_alone(tmp_path):
     assert (Path(error["uri"]).name, error["stage"], error["error"]) == ("loud.wav", "inference", "InferenceFailed")
 
 
+@pytest.mark.integration
 def test_a_decoder_that_crashes_exhausts_memory_or_hangs_costs_one_file(tmp_path, monkeypatch, wav16k):
-    """Decoding runs in child processes: a crash, a runaway allocation and a hang (a test hook makes
-    the decoder do each, by file name) cost their files; so do a FIFO, a vanished file and a file
+    """Decoding runs in child processes: a crash, a runaway allocation and a hang (tests.decoder_faults
+    makes the decoder do each, by file name) cost their files; so do a FIFO, a vanished file and a file
     over --max-duration; the run goes on and tags the rest."""
-    monkeypatch.setenv(TEST_HOOKS_ENV, "1")
+    use_faulty_decoders(monkeypatch)
     folder = tmp_path / "in"
     folder.mkdir()
     for name in ("decoder-crash.wav", "decoder-oom.wav", "decoder-hang.wav", "long_20s.wav"):
@@ -481,14 +444,15 @@ def test_a_decoder_that_crashes_exhausts_memory_or_hangs_costs_one_file(tmp_path
                       "y.wav": ("read", "NotAFile"), "gone.wav": ("read", "NotFound")}
 
 
-def test_a_model_that_cannot_load_fails_the_run_in_one_line(wav16k, tmp_path):
+@pytest.mark.integration
+def test_a_model_that_cannot_load_fails_the_run_in_one_line(wav16k, tmp_path, cli):
     """The model loads on a thread of its own; when it cannot load, no track is to blame: the run stops
     with one line and status 1, and commits nothing (not an InferenceFailed row per track)."""
     folder = tmp_path / "broken-model"
     shutil.copytree(resolve_model("msd-musicnn").local_path(), folder)
     (folder / "saved_model.pb").write_bytes(b"not a SavedModel")
     output = tmp_path / "out"
-    result = _cli("--input", wav16k, "--output", str(output), "--model", str(folder))
+    result = cli("--input", wav16k, "--output", str(output), "--model", str(folder))
     assert result.returncode == 1, result.stderr[-2000:]
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("musicnn-beam: error: the model could not be loaded: "), line

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import pytest
 
-pytest.register_assert_rewrite("tests.servers")  # its assert helpers report values, as in a test
-
-from tests.servers import (  # noqa: E402
+from tests.servers import (
     HOST, Server, Store, assert_exactly_once, assert_same_schemas, assert_same_tags, read_outputs, run_cli_subprocess,
 )
 
 pytest_plugins = ["tests.servers"]
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("converted_models")]
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("converted_models")]
 
 
 def portable_args(job_service: Server, worker_pool: Server) -> list[str]:

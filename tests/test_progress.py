@@ -20,10 +20,12 @@ from musicnn_beam.transforms import tally
 from musicnn_beam.transforms.tally import RunTally, Tally, read_folder
 
 
+@pytest.mark.unit
 def test_duration_text():
     assert [duration_text(s) for s in (0, 7, 65, 3725)] == ["0s", "7s", "1m05s", "1h02m05s"]
 
 
+@pytest.mark.unit
 def test_the_line_while_listing_then_tagging_then_writing():
     assert progress_line(Tally(), 3.0, None) == "listing the inputs, reading the store [3s]"
     line = progress_line(Tally(listed=100, skipped=60, tagged=9, failed=1, audio_s=1800.0), 75.0, 60.0)
@@ -33,6 +35,7 @@ def test_the_line_while_listing_then_tagging_then_writing():
         "2/2 inputs, 0.00 audio h, 2 audio-s/s, 0 errors, writing the tables [9s]"
 
 
+@pytest.mark.unit
 def test_workers_tallies_are_summed_from_their_files(tmp_path):
     (tmp_path / "11.json").write_text('{"listed": 3, "skipped": 1, "tagged": 1, "failed": 0, "audio_s": 2.5}')
     (tmp_path / "12.json").write_text('{"listed": 2, "skipped": 0, "tagged": 1, "failed": 1, "audio_s": 1.5}')
@@ -42,6 +45,7 @@ def test_workers_tallies_are_summed_from_their_files(tmp_path):
     assert read_folder(str(tmp_path / "gone")) == Tally()
 
 
+@pytest.mark.unit
 def test_a_tally_writes_this_processes_counts_and_stops_when_the_folder_goes(tmp_path, monkeypatch):
     monkeypatch.setattr(tally, "WRITE_EVERY_S", 0.01)
     counts = RunTally(str(tmp_path))
@@ -56,13 +60,14 @@ def test_a_tally_writes_this_processes_counts_and_stops_when_the_folder_goes(tmp
     assert os.listdir(tmp_path) == [f"{os.getpid()}.json"]
 
 
+@pytest.mark.unit
 def test_a_progress_folder_that_workers_still_write_into_is_removed(tmp_path, monkeypatch):
     """The launcher removes the folder while a worker's tally thread is still writing into it: a write
     between emptying the folder and removing it used to leave both behind."""
     import tempfile
     import threading
 
-    from musicnn_beam.pipeline.cli import remove_local_temp
+    from musicnn_beam.pipeline.temp_files import remove_local_temp
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setattr(tally, "WRITE_EVERY_S", 0.0)
@@ -88,13 +93,14 @@ def test_a_progress_folder_that_workers_still_write_into_is_removed(tmp_path, mo
         assert list(tmp_path.iterdir()) == [], f"left behind in round {round_}"
 
 
+@pytest.mark.integration
 def test_a_run_spares_the_temporary_files_of_a_run_still_running_on_its_output(tmp_path, monkeypatch):
     """A run removes what killed runs on its output left in TMPDIR, not the files of a run on the same
     output that is still running: a second run started meanwhile removed the first one's samples
     decoded ahead, and the first failed on them (tests/test_catalogue_store.py, two runs at once)."""
     import tempfile
 
-    from musicnn_beam.pipeline.cli import local_temp_prefix, new_run_tag, remove_local_temp
+    from musicnn_beam.pipeline.temp_files import local_temp_prefix, new_run_tag, remove_local_temp
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     prefix = local_temp_prefix("store")
@@ -120,6 +126,7 @@ class FakeClock:
         return self.now
 
 
+@pytest.mark.unit
 def test_off_a_terminal_one_line_every_30_seconds(tmp_path):
     (tmp_path / "1.json").write_text('{"listed": 4, "skipped": 0, "tagged": 1, "failed": 0, "audio_s": 60.0}')
     clock, out = FakeClock(), io.StringIO()
@@ -133,6 +140,7 @@ def test_off_a_terminal_one_line_every_30_seconds(tmp_path):
     assert lines[1].endswith("[1m00s]") and "\r" not in out.getvalue()
 
 
+@pytest.mark.unit
 def test_on_a_terminal_the_line_is_redrawn_then_cleared(tmp_path):
     (tmp_path / "1.json").write_text('{"listed": 4, "skipped": 0, "tagged": 1, "failed": 0, "audio_s": 60.0}')
     clock, out = FakeClock(), io.StringIO()
@@ -165,8 +173,8 @@ def test_the_runs_metrics_are_read_from_the_pipeline_result(tmp_path):
     from apache_beam.metrics.metric import MetricsFilter
 
     from musicnn_beam.pipeline.cli import run
-    from tests.servers import clear_fsspec_caches
-    from musicnn_beam.store import tables as store
+    from tests.conftest import clear_fsspec_caches
+    from musicnn_beam.store.read import read_table
 
     def metrics(result) -> tuple[dict, dict]:
         found = result.metrics().query(MetricsFilter().with_namespace(tally.NAMESPACE))
@@ -177,7 +185,7 @@ def test_the_runs_metrics_are_read_from_the_pipeline_result(tmp_path):
     clear_fsspec_caches()
     first = run(["--input", str(music), "--output", output])
     counters, distributions = metrics(first.result)
-    tracks = store.read_table(output, "tracks").to_pylist()
+    tracks = read_table(output, "tracks").to_pylist()
     audio_ms = sum(round(t["duration_s"] * 1000) for t in tracks)
     print("\nfirst run's counters:", dict(sorted(counters.items())))
     print("first run's distributions:", {k: (d.count, d.sum, d.min, d.max) for k, d in sorted(distributions.items())})
@@ -217,7 +225,7 @@ def read_terminal(fd: int, process: subprocess.Popen, timeout_s: float) -> bytes
     return received
 
 
-@pytest.mark.integration
+@pytest.mark.e2e
 @pytest.mark.usefixtures("converted_models")
 def test_a_run_on_a_terminal_shows_a_live_progress_line(tmp_path):
     """The CLI in a pseudo-terminal: the line is redrawn in place (carriage returns), counts up to every

@@ -8,6 +8,8 @@ import pytest
 from musicnn_beam.models.recipe import FeatureRecipe, RecipeError
 from musicnn_beam.models.registry import known_models, resolve_model
 
+pytestmark = pytest.mark.unit
+
 MUSICNN = FeatureRecipe(sample_rate=16000, n_fft=512, hop_length=256, n_mels=96, f_min=0.0, f_max=8000.0,
                         patch_frames=187, compression="log10(10000 * float16(mel) + 1)")
 

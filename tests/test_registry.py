@@ -10,17 +10,20 @@ from musicnn_beam.models import registry
 from musicnn_beam.models.registry import ModelNotFound, resolve_model
 
 
+@pytest.mark.integration
 def test_names_resolve_to_packaged_metadata_and_converted_folders(converted_models):
     spec = resolve_model("mtt-vgg")
     assert spec.is_named and spec.name == "mtt-vgg"
     assert spec.local_path() == str(registry.models_dir() / "mtt-vgg")
 
 
+@pytest.mark.unit
 def test_unknown_model_is_refused():
     with pytest.raises(ModelNotFound, match="unknown model"):
         resolve_model("no-such-model")
 
 
+@pytest.mark.integration
 def test_remote_model_is_copied_once_per_machine(tmp_path, monkeypatch, converted_models):
     monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path / "cache"))
     memory = fsspec.filesystem("memory")

@@ -2,19 +2,18 @@
 from __future__ import annotations
 
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 pytest.register_assert_rewrite("tests.servers")  # its assert helpers report values, as in a test
 
 from musicnn_beam.reports.text import common_prefix, format_report
-from tests.servers import Store, run_cli, worker_environment
+from tests.servers import Store, run_cli
 
 pytest_plugins = ["tests.servers"]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("uris, expected", [
     (["/data/in/a.mp3", "/data/in/sub/c.wav", "/data/in/x.mp3"], "/data/in"),
     (["/data/in/sub/c.wav", "/data/in/sub/d.wav"], "/data/in/sub"),
@@ -85,33 +84,34 @@ def test_html_report_of_a_bucket(bucket_output, local_output):
 
 
 @pytest.mark.integration
-def test_cli_prints_the_report(store, bucket_output, tmp_path):
-    done = _report_subprocess([bucket_output], tmp_path)
+def test_cli_prints_the_report(store, bucket_output, command):
+    done = _report(command, bucket_output)
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout == format_report(bucket_output) + "\n"
 
-    missing = _report_subprocess([store.url("report/nothing-here")], tmp_path)
+    missing = _report(command, store.url("report/nothing-here"))
     assert missing.returncode == 2 and missing.stdout == ""
     assert len(missing.stderr.splitlines()) == 1, missing.stderr
     assert missing.stderr.startswith("musicnn-beam report: error: "), missing.stderr
 
 
-@pytest.mark.integration
+@pytest.mark.unit
 @pytest.mark.parametrize("argv", [[], ["a", "b"]], ids=["none", "two"])
-def test_cli_wants_one_argument(argv, tmp_path):
-    done = _report_subprocess(argv, tmp_path)
+def test_cli_wants_one_argument(argv, command):
+    done = _report(command, *argv)
     assert done.returncode == 2 and done.stdout == ""
     assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith("musicnn-beam report: error: ")
 
 
-@pytest.mark.integration
-def test_cli_on_a_missing_local_folder(tmp_path):
-    done = _report_subprocess([str(tmp_path / "missing")], tmp_path)
+@pytest.mark.unit
+def test_cli_on_a_missing_local_folder(tmp_path, command):
+    done = _report(command, str(tmp_path / "missing"))
     assert done.returncode == 2 and done.stdout == ""
     assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith("musicnn-beam report: error: ")
 
 
-def _report_subprocess(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """`python -m pipeline.report ARGV`, with the storage variables the server fixtures set."""
-    return subprocess.run([sys.executable, "-m", "musicnn_beam.pipeline.report", *argv], cwd=str(cwd), env=worker_environment(),
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+def _report(command, *argv: str) -> subprocess.CompletedProcess:
+    """`python -m pipeline.report ARGV`, its main() in this process (conftest.py's command)."""
+    from musicnn_beam.pipeline.report import main
+
+    return command(main, *argv)

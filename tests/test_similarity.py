@@ -1,21 +1,21 @@
-"""Similar tracks: the numerics (transforms.similarity) against a brute-force numpy ranking, and
-`python -m pipeline.similar` on a store a real run wrote (integration)."""
+"""Similar tracks: the numerics (reports/similarity.py) against a brute-force numpy ranking, the search
+(reports/similar.py) over synthetic stores, and `python -m pipeline.similar` on a store a real run
+wrote (integration)."""
 from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from musicnn_beam.reports.similarity import TopK, best, cosine, normalise, top_k
+from musicnn_beam.reports.similarity import TopK, best, cosine, normalise
+from musicnn_beam.store.errors import StoreUnreadable
 
 
 def brute_force(query: np.ndarray, embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine in float64 and a stable argsort: the ranking top_k must give."""
+    """Cosine in float64 and a stable argsort: the ranking best(cosine(...)) must give."""
     q = query.astype(np.float64)
     e = embeddings.astype(np.float64)
     norms = np.linalg.norm(e, axis=1) * np.linalg.norm(q)
@@ -37,6 +37,7 @@ def catalogue_of(seed: int, n: int, d: int = 16) -> tuple[np.ndarray, np.ndarray
     return query, embeddings
 
 
+@pytest.mark.unit
 def test_normalise_gives_unit_rows_and_keeps_zero_rows_zero():
     rows = np.array([[3.0, 4.0], [0.0, 0.0], [-1.0, 0.0]], np.float32)
     np.testing.assert_allclose(normalise(rows), [[0.6, 0.8], [0.0, 0.0], [-1.0, 0.0]])
@@ -44,6 +45,7 @@ def test_normalise_gives_unit_rows_and_keeps_zero_rows_zero():
     assert normalise(rows).dtype == np.float32
 
 
+@pytest.mark.unit
 def test_cosine_is_in_range_and_zero_for_zero_vectors():
     query, embeddings = catalogue_of(1, 50)
     similarity = cosine(query, embeddings)
@@ -54,6 +56,7 @@ def test_cosine_is_in_range_and_zero_for_zero_vectors():
     assert np.all(cosine(np.zeros(16, np.float32), embeddings) == 0.0)
 
 
+@pytest.mark.unit
 def test_cosine_of_several_queries_is_a_column_each():
     query, embeddings = catalogue_of(2, 40)
     queries = np.stack([query, -query, np.zeros_like(query), embeddings[4]])
@@ -63,11 +66,13 @@ def test_cosine_of_several_queries_is_a_column_each():
         np.testing.assert_allclose(similarity[:, j], cosine(q, embeddings), atol=1e-6)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("seed, n, k", [(0, 1000, 10), (1, 50, 5), (2, 12, 1), (3, 20, 20), (4, 7, 30), (5, 0, 3),
                                         (6, 300, 299)])
-def test_top_k_ranks_as_a_stable_sort_of_the_cosine(seed, n, k):
+def test_best_cosine_ranks_as_a_stable_sort_of_it(seed, n, k):
     query, embeddings = catalogue_of(seed, n)
-    indices, similarities = top_k(query, embeddings, k)
+    indices = best(cosine(query, embeddings), k)
+    similarities = cosine(query, embeddings)[indices]
     expected, expected_similarities = brute_force(query, embeddings, k)
     assert len(indices) == min(k, n) and indices.dtype == np.int64
     np.testing.assert_allclose(similarities, expected_similarities, atol=1e-6)
@@ -76,6 +81,7 @@ def test_top_k_ranks_as_a_stable_sort_of_the_cosine(seed, n, k):
         np.testing.assert_array_equal(indices, expected)
 
 
+@pytest.mark.unit
 def test_ties_are_ranked_by_row_order_and_k_past_n_gives_every_row():
     scores = np.array([0.5, 0.9, 0.5, 0.9, 0.1, 0.5], np.float32)
     np.testing.assert_array_equal(best(scores, 3), [1, 3, 0])
@@ -85,6 +91,7 @@ def test_ties_are_ranked_by_row_order_and_k_past_n_gives_every_row():
     np.testing.assert_array_equal(best(np.zeros(6, np.float32), 2), [0, 1])  # all tied: the first rows
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("chunk", [1, 3, 64, 999, 5000])
 def test_chunked_top_k_equals_the_whole(chunk):
     query, embeddings = catalogue_of(7, 1000)
@@ -100,6 +107,7 @@ def test_chunked_top_k_equals_the_whole(chunk):
     np.testing.assert_allclose(merged.scores, cosine(query, embeddings)[whole], atol=1e-6)  # BLAS rounds by shape
 
 
+@pytest.mark.unit
 def test_top_k_over_chunks_takes_the_ids_it_is_given():
     """Rows of other models or statuses are left out of a chunk: ids name the rows that are offered."""
     merged = TopK(3)
@@ -109,22 +117,19 @@ def test_top_k_over_chunks_takes_the_ids_it_is_given():
     np.testing.assert_allclose(merged.scores, [0.9, 0.9, 0.5])
 
 
+@pytest.mark.unit
 def test_nearest_scans_the_store_in_chunks_and_ranks_as_numpy(tmp_path, monkeypatch):
-    """A `current` of 5 files of bench.similar's rows (200 values) and one that mixes in rows of
+    """A `current` of 6 files, one of 5,000 synthetic rows (200 values) and five that mix in rows of
     another model (256 values), errors and removed files, searched in chunks of 700 rows: each
     query's neighbours are numpy's cosine ranking over this model's tracked rows, itself left out;
     nearest_many answers several queries in one scan as nearest does each."""
-    from deltalake import write_deltalake
-
-    from bench.similar import MODEL, current_batches, uri_of
     from musicnn_beam.reports import similar
-    from musicnn_beam.store import tables as store
+    from musicnn_beam.store.read import current_files, current_version, read_table
+    from musicnn_beam.store.schema import CURRENT_SCHEMA
+    from tests.synthetic_store import MODEL, commit, run_row, uri_of, write
 
     output = tmp_path / "store"
-    store.open_store(str(output))
-    monkeypatch.setattr("bench.similar.ROWS_PER_BATCH", 1000)
-    for batch in current_batches(5000, [f"tag{i}" for i in range(50)]):
-        write_deltalake(store.join(str(output), "current"), pa.Table.from_batches([batch]), mode="append")
+    write(output, n_tracks=5000)
     rng = np.random.default_rng(3)
     base = {"track_id": None, "version": "v", "fingerprint": "f", "settings": "s", "run_id": "R", "top_tags": ["x"],
             "activations": None, "duration_s": 1.0, "error": None, "message": None}
@@ -134,11 +139,12 @@ def test_nearest_scans_the_store_in_chunks_and_ranks_as_numpy(tmp_path, monkeypa
               "embedding": rng.standard_normal(200).tolist()} if i % 3 == 1 else
              {**base, "uri": f"/mixed/{i}.mp3", "model": MODEL, "status": ["error", "removed"][i % 2], "embedding": None}
              for i in range(1500)]
-    write_deltalake(store.join(str(output), "current"), pa.Table.from_pylist(mixed, schema=store.CURRENT_SCHEMA),
-                    mode="append")
-    assert len(store.state_files(str(output), store.state_version(str(output)))) == 6
+    for seq, first in enumerate(range(0, len(mixed), 300), 3):  # a commit each, a file each
+        commit(str(output), run_row(f"R{seq}", seq),
+               {"current": pa.Table.from_pylist(mixed[first:first + 300], schema=CURRENT_SCHEMA)})
+    assert len(current_files(str(output), current_version(str(output)))) == 6
     monkeypatch.setattr(similar, "CHUNK_ROWS", 700)
-    rows = [r for r in store.read_table(str(output), "current").to_pylist()
+    rows = [r for r in read_table(str(output), "current").to_pylist()
             if r["model"] == MODEL and r["status"] == "tracked"]
     embeddings = np.array([r["embedding"] for r in rows], np.float32)
     uris = [r["uri"] for r in rows]
@@ -163,10 +169,11 @@ def test_nearest_scans_the_store_in_chunks_and_ranks_as_numpy(tmp_path, monkeypa
         similar.embedding_of(str(output), MODEL, "/not/there.mp3")
     with pytest.raises(similar.SimilarError, match="embeddings have 200 values, the query 3"):
         similar.nearest(str(output), MODEL, np.ones(3, np.float32))
-    with pytest.raises(similar.SimilarError, match="is not a store"):
+    with pytest.raises(StoreUnreadable, match="cannot read .*current"):
         similar.nearest(str(tmp_path / "nothing"), MODEL, queries[asked[0]])
 
 
+@pytest.mark.unit
 def test_a_store_upgraded_to_embeddings_in_current_is_searched_whole(tmp_path):
     """A store written before `current` had `embedding`, one of whose files holds only error rows: the
     upgrade rewrites the other (it fills its embeddings), this one keeps no such column, and the
@@ -174,26 +181,28 @@ def test_a_store_upgraded_to_embeddings_in_current_is_searched_whole(tmp_path):
     from deltalake import DeltaTable, write_deltalake
 
     from musicnn_beam.reports import similar
-    from musicnn_beam.store import tables as store
+    from musicnn_beam.store.location import join
+    from musicnn_beam.store.open import open_store
+    from musicnn_beam.store.schema import CURRENT_SCHEMA, TABLES, TRACKS_SCHEMA
 
     output = str(tmp_path / "store")
-    old = pa.schema([f for f in store.CURRENT_SCHEMA if f.name != "embedding"])
+    old = pa.schema([f for f in CURRENT_SCHEMA if f.name != "embedding"])
     base = {"model": "m", "track_id": None, "version": "v", "fingerprint": "f", "settings": "s", "run_id": "R1",
             "top_tags": ["rock"], "activations": [0.5], "duration_s": 3.0, "error": None, "message": None}
-    for name, schema in store.TABLES.items():
-        DeltaTable.create(store.join(output, name), old if name == "current" else schema)
+    for name, schema in TABLES.items():
+        DeltaTable.create(join(output, name), old if name == "current" else schema)
     tracked = [{**base, "uri": f"/{i}.mp3", "status": "tracked"} for i in range(3)]
-    write_deltalake(store.join(output, "current"), pa.Table.from_pylist(tracked, schema=old), mode="append")
+    write_deltalake(join(output, "current"), pa.Table.from_pylist(tracked, schema=old), mode="append")
     errors = [{**base, "uri": "/x.mp3", "status": "error", "error": "NotAudio", "message": "no"}]
-    write_deltalake(store.join(output, "current"), pa.Table.from_pylist(errors, schema=old), mode="append")
+    write_deltalake(join(output, "current"), pa.Table.from_pylist(errors, schema=old), mode="append")
     tracks = [{"uri": f"/{i}.mp3", "track_id": None, "n_patches": 1, "padded": False, "duration_s": 3.0,
                "sample_rate": 16000, "channels": 1, "activations": [0.5], "embedding": [1.0, float(i)],
                "top_tags": ["rock"], "model": "m", "version": "v", "run_id": "R1"} for i in range(3)]
-    write_deltalake(store.join(output, "tracks"), pa.Table.from_pylist(tracks, schema=store.TRACKS_SCHEMA), mode="append")
+    write_deltalake(join(output, "tracks"), pa.Table.from_pylist(tracks, schema=TRACKS_SCHEMA), mode="append")
     with pytest.raises(similar.SimilarError, match="has no embedding column .* run the pipeline on the store once"):
         similar.embedding_of(output, "m", "/0.mp3")
 
-    store.open_store(output)
+    open_store(output)
     found = similar.nearest(output, "m", similar.embedding_of(output, "m", "/0.mp3"), k=5, exclude="/0.mp3")
     assert [n.uri for n in found] == ["/1.mp3", "/2.mp3"]
     np.testing.assert_allclose([n.similarity for n in found], [1 / np.sqrt(2), 1 / np.sqrt(5)], rtol=1e-6)
@@ -201,9 +210,11 @@ def test_a_store_upgraded_to_embeddings_in_current_is_searched_whole(tmp_path):
 
 # --- the CLI on a store a real run wrote ----------------------------------------------------------
 
-def similar(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "musicnn_beam.pipeline.similar", *args], capture_output=True, text=True,
-                          timeout=300, stdin=subprocess.DEVNULL)
+def similar(command, *args: str) -> subprocess.CompletedProcess:
+    """`python -m pipeline.similar ARGS`, its main() in this process (conftest.py's command)."""
+    from musicnn_beam.pipeline.similar import main
+
+    return command(main, *args)
 
 
 def printed_rows(result: subprocess.CompletedProcess) -> list[tuple[int, float, str]]:
@@ -215,17 +226,17 @@ def printed_rows(result: subprocess.CompletedProcess) -> list[tuple[int, float, 
 
 
 @pytest.mark.integration
-def test_similar_tracks_of_a_stored_track_and_of_a_new_file(converted_models, tmp_path):
+def test_similar_tracks_of_a_stored_track_and_of_a_new_file(converted_models, tmp_path, cli, command):
     from musicnn_beam.reports.similar import embedding_of, nearest
-    from tests.test_catalogue_store import catalogue, cli, run_line
-    from musicnn_beam.store import tables as store
+    from tests.test_catalogue_store import catalogue, run_line
+    from musicnn_beam.store.read import read_table
 
     music, output = catalogue(tmp_path / "music"), tmp_path / "store"
     run_line(cli("--input", str(music), "--output", str(output)))
-    current = store.read_table(str(output), "current").to_pylist()
+    current = read_table(str(output), "current").to_pylist()
     tracked = {r["uri"]: r for r in current if r["status"] == "tracked"}
     assert len(tracked) == 4 and all(r["embedding"] is None for r in current if r["status"] != "tracked")
-    tracks = {r["uri"]: np.asarray(r["embedding"]) for r in store.read_table(str(output), "tracks").to_pylist()}
+    tracks = {r["uri"]: np.asarray(r["embedding"]) for r in read_table(str(output), "tracks").to_pylist()}
     assert all(np.array_equal(np.asarray(r["embedding"], np.float32), tracks[u].astype(np.float32))
                for u, r in tracked.items())  # current holds the tracks row's embedding
 
@@ -233,7 +244,7 @@ def test_similar_tracks_of_a_stored_track_and_of_a_new_file(converted_models, tm
     query = tracks[query_uri]
     expected = sorted(((float(query @ e / np.linalg.norm(query) / np.linalg.norm(e)), u)
                        for u, e in tracks.items() if u != query_uri), reverse=True)
-    result = similar(str(output), query_uri, "--k", "10")
+    result = similar(command, str(output), query_uri, "--k", "10")
     print(result.stdout)
     assert result.stdout.splitlines()[0] == f"nearest of {query_uri}, model msd-musicnn:"
     rows = printed_rows(result)
@@ -252,47 +263,38 @@ def test_similar_tracks_of_a_stored_track_and_of_a_new_file(converted_models, tm
     copy = tmp_path / "elsewhere" / "copy.mp3"
     copy.parent.mkdir()
     shutil.copy(music / "a.mp3", copy)
-    result = similar(str(output), str(copy), "--k", "2")
+    result = similar(command, str(output), str(copy), "--k", "2")
     print(result.stdout, result.stderr[-2000:])
     assert result.stdout.splitlines()[0] == f"nearest of {copy} (tagged now, not in the store), model msd-musicnn:"
     (rank, top, uri), _ = printed_rows(result)
     assert (rank, uri) == (1, query_uri) and top == pytest.approx(1.0, abs=1e-3)
 
     # Bad input: one line, status 2.
-    for args, message in (((str(tmp_path / "nothing"), query_uri), "is not a store"),
+    for args, message in (((str(tmp_path / "nothing"), query_uri), "cannot read"),
                           ((str(output), str(tmp_path / "missing.mp3")), "is not a tracked track of model msd-musicnn"),
                           ((str(output), str(music / "x.mp3")), "cannot be tagged: NotAudio"),
-                          ((str(output), query_uri, "--k", "0"), "expected a whole number of at least 1")):
-        result = similar(*args)
+                          ((str(output), query_uri, "--k", "0"), "argument --k: '0' must be at least 1")):
+        result = similar(command, *args)
         assert result.returncode == 2 and result.stdout == "", result
         (line,) = result.stderr.strip().splitlines()
         assert line.startswith("musicnn-beam similar: error: ") and message in line, line
 
 
 @pytest.mark.integration
-def test_a_store_in_a_bucket_is_searched_as_a_local_one(tmp_path, monkeypatch):
+def test_a_store_in_a_bucket_is_searched_as_a_local_one(tmp_path, command):
     """`current` on S3 (moto's server): nearest through deltalake's storage, the CLI included, gives
     what the same rows give on local disk."""
-    from deltalake import write_deltalake
-
-    from bench.similar import MODEL, current_batches, uri_of
     from musicnn_beam.reports import similar
-    from tests.servers import s3_store, worker_environment
-    from musicnn_beam.store import tables as store
+    from musicnn_beam.pipeline.similar import main
+    from tests.servers import s3_store
+    from tests.synthetic_store import MODEL, uri_of, write
 
-    monkeypatch.setattr("bench.similar.ROWS_PER_BATCH", 1000)
-    batches = list(current_batches(3000, [f"tag{i}" for i in range(50)]))
     with s3_store() as bucket:
         outputs = [str(tmp_path / "local"), bucket.url("similar/store")]
         for output in outputs:
-            store.open_store(output)
-            current = store.join(output, "current")
-            for batch in batches:
-                write_deltalake(current, pa.Table.from_batches([batch]), mode="append",
-                                storage_options=store.storage_options(current))
+            write(output, n_tracks=3000)  # the same rows in each
         local, remote = (similar.nearest(o, MODEL, similar.embedding_of(o, MODEL, uri_of(5)), k=5, exclude=uri_of(5))
                          for o in outputs)
         assert local == remote and len(remote) == 5
-        result = subprocess.run([sys.executable, "-m", "musicnn_beam.pipeline.similar", outputs[1], uri_of(5), "--k", "5"],
-                                capture_output=True, text=True, timeout=120, env=worker_environment())
+        result = command(main, outputs[1], uri_of(5), "--k", "5")  # `python -m pipeline.similar`
         assert printed_rows(result) == [(i, round(n.similarity, 3), n.uri) for i, n in enumerate(remote, 1)]

@@ -11,7 +11,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that
 
 from musicnn_beam.transforms.sinks import WriteBundleFiles
-from musicnn_beam.store.tables import ERRORS_SCHEMA
+from musicnn_beam.store.schema import ERRORS_SCHEMA
 
 pytestmark = pytest.mark.integration  # runs Beam pipelines
 

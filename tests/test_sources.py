@@ -1,4 +1,4 @@
-"""Inputs: folders, globs and manifests."""
+"""Inputs: folders, globs and manifests, and each file's version from its listing."""
 from __future__ import annotations
 
 import pyarrow as pa
@@ -7,7 +7,9 @@ import pytest
 
 from musicnn_beam.transforms.records import ErrorRecord, InputFile
 from musicnn_beam.transforms.sources import (ManifestError, NoMatch, check_input, expand_input, file_identity, merge_names,
-                                normalise_uri, read_manifest, read_manifest_columns, with_version)
+                                normalise_uri, read_manifest, read_manifest_columns, version_of, with_version)
+
+pytestmark = pytest.mark.unit
 
 
 def uris(pattern: str) -> list[str]:
@@ -131,3 +133,14 @@ def test_different_track_ids_for_one_file_are_an_error():
     assert isinstance(merged, ErrorRecord)
     assert merged.row() == {"uri": "/m/a.mp3", "track_id": None, "stage": "input", "error": "ConflictingTrackId",
                             "message": "named with 2 track_ids: 'T1', 'T2'", "version": None}
+
+
+@pytest.mark.parametrize("info,version", [
+    ({"name": "b/a.mp3", "size": 10, "generation": "1700000000000001", "md5Hash": "x"}, "generation=1700000000000001"),
+    ({"Key": "b/a.mp3", "size": 10, "ETag": '"9e107d9d372bb6826bd81d3542a419d6"'},
+     "etag=9e107d9d372bb6826bd81d3542a419d6;size=10"),
+    ({"name": "/a.mp3", "size": 10, "mtime": 1700000000.5}, "size=10;mtime_us=1700000000500000"),
+    ({"name": "x", "size": 10}, None),
+])
+def test_versions_come_from_what_the_listing_holds(info, version):
+    assert version_of(info) == version

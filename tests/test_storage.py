@@ -13,13 +13,11 @@ import re
 import pyarrow as pa
 import pytest
 
-pytest.register_assert_rewrite("tests.servers")  # its assert helpers report values, as in a test
-
 from musicnn_beam.models.registry import models_dir
 from tests.faults import FAULTS, FaultyProxy
 from tests.servers import (
     BAD_FILE, S3_ACCESS_KEY, S3_SECRET_KEY, Store, assert_exactly_once, assert_same_schemas, assert_same_tags,
-    environment, file_name, read_outputs, read_table, run_cli, run_cli_subprocess,
+    environment, file_name, read_outputs, read_table, run_cli,
 )
 
 pytest_plugins = ["tests.servers"]
@@ -171,15 +169,14 @@ def test_model_from_bucket_gives_the_same_tags(s3_server, catalogue, catalogue_u
     assert run_model(str(output)) == MODEL
 
 
-def test_endpoints_and_credentials_never_printed(s3_server, gcs_server, tmp_path):
-    """A CLI subprocess reading from both servers and writing to S3: its stdout/stderr (and its error rows)
+def test_endpoints_and_credentials_never_printed(s3_server, gcs_server, cli):
+    """A CLI run reading from both servers and writing to S3: its stdout/stderr (and its error rows)
     show neither the secret key, the access key, nor either endpoint."""
     fs3, fgs = s3_server.fs(), gcs_server.fs()
     fs3.pipe_file(s3_server.url("leak/in/broken.mp3"), b"not audio")
     fgs.pipe_file(gcs_server.url("leak/in/broken.flac"), b"not audio either")
     output = s3_server.url("leak/out")
-    done = run_cli_subprocess(["--input", s3_server.url("leak/in/"), "--input", gcs_server.url("leak/in/**"),
-                               "--output", output], cwd=tmp_path)
+    done = cli("--input", s3_server.url("leak/in/"), "--input", gcs_server.url("leak/in/**"), "--output", output)
     printed = done.stdout + done.stderr
     assert done.returncode == 0, printed[-4000:]
 

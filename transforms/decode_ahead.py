@@ -3,13 +3,13 @@
 On the in-process runner the worker is the launcher's own process, and its first seconds go to
 importing TensorFlow, loading the model and building the pipeline: Python on one core, the others
 idle. Decoding needs none of that. So the launcher lists the inputs, takes the first files the run
-will tag (the run's own skip decision, transforms.incremental.decide) and decodes them in decoder
-processes meanwhile, each into a file of 16 kHz samples; the extract stage takes a file's samples
-from here (timed_extract -> take) instead of decoding it again. The same decoder makes the same
-samples: nothing the run writes changes.
+will tag (the run's own plan, store.plan) and decodes them in decoder processes meanwhile, each
+into a file of 16 kHz samples; the extract stage takes a file's samples from here (timed_extract ->
+take) instead of decoding it again. The same decoder makes the same samples: nothing the run
+writes changes.
 
 Only where listing twice is cheap: local files and folders (a bucket's listing is left to the
-pipeline), and a store whose state the launcher can read in a moment (at most MAX_STATE_ROWS rows).
+pipeline), and a store whose `current` the launcher can read in a moment (at most MAX_CURRENT_ROWS rows).
 """
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from musicnn_beam.transforms.audio import AudioInfo
-from musicnn_beam.transforms.decoders import DecodeRequest, DecoderPool
+from musicnn_beam.transforms.decoder_pipe import DecodeRequest
+from musicnn_beam.transforms.decoders import DecoderPool
 from musicnn_beam.transforms.errors import TaggingError
 from musicnn_beam.transforms.records import InputFile
 from musicnn_beam.transforms.sources import expand_input, file_identity
@@ -32,7 +33,7 @@ from musicnn_beam.transforms.sources import expand_input, file_identity
 MAX_FILES = 16
 MAX_FILE_S = 600.0  # a longer file is left to the pipeline, which streams it
 MAX_HELD_S = 3600.0  # audio decoded and not yet taken, all files together: 230 MB of 16 kHz float32 on disk
-MAX_STATE_ROWS = 50_000
+MAX_CURRENT_ROWS = 50_000
 SAMPLES_PER_PUSH = 1 << 16
 
 
@@ -40,14 +41,14 @@ SAMPLES_PER_PUSH = 1 << 16
 class Decoded:
     """A file decoded ahead: its samples in a file of raw float32, and its info or its error."""
 
-    samples: str
+    samples_path: str
     info: Optional[AudioInfo] = None
     error: Optional[TaggingError] = None
 
     def decode(self, request: DecodeRequest, on_chunk: Callable[[np.ndarray], None]) -> AudioInfo:
         """DecoderPool.decode of this file, from what its decoder wrote: the same samples, in order."""
         try:
-            with open(self.samples, "rb") as f:
+            with open(self.samples_path, "rb") as f:
                 while (chunk := np.fromfile(f, np.float32, SAMPLES_PER_PUSH)).size:
                     on_chunk(chunk)
         finally:
@@ -58,7 +59,7 @@ class Decoded:
 
     def discard(self) -> None:
         with contextlib.suppress(FileNotFoundError):
-            os.remove(self.samples)
+            os.remove(self.samples_path)
 
 
 class DecodeAhead:
@@ -128,29 +129,29 @@ class DecodeAhead:
 _RUNNING: Optional[DecodeAhead] = None
 
 
-def start(folder: str, patterns: Sequence[str], state_rows: Callable[[], Optional[list[dict]]],
-          decide_file: Callable, sample_rate: int, max_duration_s: Optional[float], stall_timeout_s: float) -> None:
+def start(folder: str, patterns: Sequence[str], current_rows: Callable[[], Optional[list[dict]]],
+          is_tagged: Callable, sample_rate: int, max_duration_s: Optional[float], stall_timeout_s: float) -> None:
     """Begin decoding ahead the first files the run will tag, listed and decided on a thread of its
     own. folder: where the samples wait (removed with the run's temporary files); patterns: the run's
-    local inputs; state_rows: the store's state rows for this model (None: too many to read here);
-    decide_file: (InputFile, its state rows) -> whether the run tags it."""
+    local inputs; current_rows: the store's `current` rows for this model (None: too many to read here);
+    is_tagged: (InputFile, its `current` rows) -> whether the run tags it."""
     global _RUNNING
     ahead = DecodeAhead(folder, sample_rate, max_duration_s, stall_timeout_s, processes=max(1, (os.cpu_count() or 1) - 1))
     _RUNNING = ahead
 
     def plan() -> None:
         try:
-            ahead.submit(files_to_decode(patterns, state_rows, decide_file))
-        except Exception:  # noqa: BLE001 - what the listing or the state raises, the pipeline's own listing reports
+            ahead.submit(files_to_decode(patterns, current_rows, is_tagged))
+        except Exception:  # noqa: BLE001 - what the listing or the store raises, the pipeline's own listing reports
             pass
 
     threading.Thread(target=plan, name="decode-ahead-plan", daemon=True).start()
 
 
-def files_to_decode(patterns: Sequence[str], state_rows: Callable[[], Optional[list[dict]]],
-                    decide_file: Callable) -> list[InputFile]:
+def files_to_decode(patterns: Sequence[str], current_rows: Callable[[], Optional[list[dict]]],
+                    is_tagged: Callable) -> list[InputFile]:
     """The first MAX_FILES files the patterns list that the run will tag (see start)."""
-    rows = state_rows()
+    rows = current_rows()
     if rows is None:
         return []
     by_file: dict[str, list[dict]] = {}
@@ -161,7 +162,7 @@ def files_to_decode(patterns: Sequence[str], state_rows: Callable[[], Optional[l
         for file in expand_input(pattern):
             if len(chosen) == MAX_FILES:
                 return chosen
-            if decide_file(file, by_file.get(file_identity(file.uri), [])):
+            if is_tagged(file, by_file.get(file_identity(file.uri), [])):
                 chosen.append(file)
     return chosen
 

@@ -4,7 +4,7 @@ README documents.
 """
 from __future__ import annotations
 
-# kind -> (stage that raises it, what it means). Stages are those of transforms.records.
+# kind -> (stage that raises it: input, read, decode, features or inference; what it means).
 KINDS: dict[str, tuple[str, str]] = {
     "ConflictingTrackId": ("input", "the file is named with different track_ids (e.g. by two manifests)"),
     "NotFound": ("read", "the file is gone (deleted or moved after it was listed)"),

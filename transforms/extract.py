@@ -6,21 +6,23 @@ so decoding and inference can run on different workers.
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import pickle
 import time
-import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterator, Optional
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindows
+from apache_beam.utils.shared import Shared
 
 from musicnn_beam.models.recipe import FeatureRecipe
 from musicnn_beam.models.serving import configure_gpus
 from musicnn_beam.transforms import decode_ahead
 from musicnn_beam.transforms import features
-from musicnn_beam.transforms.decoders import DEFAULT_STALL_TIMEOUT_S, DecodeRequest, DecoderPool, acquire_shared, release_shared
+from musicnn_beam.transforms.decoder_pipe import DecodeRequest
+from musicnn_beam.transforms.decoders import DEFAULT_STALL_TIMEOUT_S, DecoderPool, worker_pool
 from musicnn_beam.transforms.errors import TaggingError
 from musicnn_beam.transforms.records import ErrorRecord, InputFile, TrackFeatures
 from musicnn_beam.transforms.tally import counter, distribution
@@ -46,8 +48,9 @@ def check_usable(mel: features.MelStream) -> None:
 
 def extract(source: InputFile, recipe: FeatureRecipe, decoders: "DecoderPool | decode_ahead.Decoded",
             max_duration_s: Optional[float]) -> TrackFeatures | ErrorRecord:
-    """Read and decode one input in a decoder process, streaming its samples into the mel; check it.
-    A bad file becomes an ErrorRecord (it must never fail the run)."""
+    """Decode one input through `decoders` (a pool's decoder process, or what one wrote ahead of the
+    run: decode_ahead.Decoded), streaming its samples into the mel; check it. A bad file becomes an
+    ErrorRecord (it must never fail the run)."""
     mel = features.MelStream(recipe)
     try:
         info = decoders.decode(DecodeRequest(source.uri, recipe.sample_rate, max_duration_s), mel.push)
@@ -96,7 +99,7 @@ beam.coders.registry.register_coder(TrackFeatures, TrackFeaturesCoder)
 class ExtractFeatures(beam.DoFn):
     """InputFile -> TrackFeatures (the recipe's mel) on the main output, ErrorRecord on the `errors` output.
 
-    Up to `prefetch` inputs are decoded ahead, each in a decoder process (transforms.decoders)
+    Up to `prefetch` inputs are prefetched, each decoded in a decoder process (transforms.decoders)
     whose samples a thread here turns into the mel as they come, so that decoding overlaps with the
     inference that runs downstream in the same worker thread; at most `prefetch` decoded tracks
     wait in memory.
@@ -108,14 +111,14 @@ class ExtractFeatures(beam.DoFn):
         self.max_duration_s = max_duration_s
         self.decode_timeout_s = decode_timeout_s
         self.prefetch = prefetch or max(2, os.cpu_count() or 1)  # a file per core decoding at once
-        # The decoder children of this transform, shared by its instances in a worker process: a
+        # The decoder pool of this transform, one per worker process, shared by its instances: a
         # pipeline's own (a later run in the same process, e.g. in tests, starts children that see
         # its environment).
-        self._pool_key = uuid.uuid4().hex
+        self._shared_decoders = Shared()
 
     def setup(self):
         configure_gpus()  # the mel runs in TensorFlow: on a GPU worker it must not take all memory
-        self._decoders = acquire_shared(self._pool_key, stall_timeout_s=self.decode_timeout_s)
+        self._decoders = self._shared_decoders.acquire(functools.partial(worker_pool, self.decode_timeout_s))
         self._decoders.start(self.prefetch)  # they start while TensorFlow and the model load
         self._pool = ThreadPoolExecutor(self.prefetch, thread_name_prefix="extract")
 
@@ -143,4 +146,6 @@ class ExtractFeatures(beam.DoFn):
 
     def teardown(self):
         self._pool.shutdown(wait=False, cancel_futures=True)
-        release_shared(self._pool_key)
+        # Let go of the pool. Shared holds it weakly, and strongly only while it is the process's
+        # latest shared object: its children stop once it is collected (DecoderPool), or with the process.
+        self._decoders = None

@@ -1,6 +1,6 @@
 """MusiCNN's log-mel features with tf.signal, exactly musicnn 0.1.0's librosa recipe, and patching.
 
-The recipe (musicnn/extractor.py with librosa >= 0.10): 16 kHz mono; STFT with n_fft 512, hop 256,
+The recipe (musicnn/extractor.py with librosa >= 0.10): 16 kHz mono; STFT with n_fft 512, hop_length 256,
 periodic Hann, centred with 256 ZERO samples each side; power spectrum; Slaney-scale mel filters
 with Slaney area normalisation up to 8 kHz; the mel power rounded to float16; then
 log10(10000 * mel + 1) in float32. Two tf.signal traps: linear_to_mel_weight_matrix is HTK-scale and
@@ -119,10 +119,10 @@ class MelFrames:
 
 
 class MelStream:
-    """A mono signal pushed in chunks of any size -> its (1 + n // hop, n_mels) float16 mel power,
+    """A mono signal pushed in chunks of any size -> its (1 + n // hop_length, n_mels) float16 mel power,
     equal to a one-pass mel_power of the whole signal.
 
-    Only the samples the next frames need are held (about chunk_frames * hop), and the mel is
+    Only the samples the next frames need are held (about chunk_frames * hop_length), and the mel is
     computed chunk_frames frames a TensorFlow call: the memory a track costs is its mel (12 KB per
     audio second at MusiCNN's settings), not its samples. `n_samples` and `peak` are kept for the
     usability checks (and `finite`, False once a NaN or infinity came).
@@ -149,13 +149,14 @@ class MelStream:
         peak = float(np.max(np.abs(samples)))
         self.finite = self.finite and np.isfinite(peak)
         self.peak = max(self.peak, peak) if self.finite else self.peak
-        half, hop = self.recipe.n_fft // 2, self.recipe.hop_length
-        ready = (self.n_samples - half) // hop + 1 if self.n_samples >= half else 0  # frames whose samples are all in
+        half, hop_length = self.recipe.n_fft // 2, self.recipe.hop_length
+        # frames whose samples are all in
+        ready = (self.n_samples - half) // hop_length + 1 if self.n_samples >= half else 0
         while ready - self._frames_done >= self.chunk_frames:
             self._compute_frames(self._frames_done + self.chunk_frames)
 
     def finish(self) -> MelFrames:
-        """The whole signal's mel power, (1 + n // hop, n_mels) float16 frames; the signal ends with
+        """The whole signal's mel power, (1 + n // hop_length, n_mels) float16 frames; the signal ends with
         zeros past its last sample, as a centred STFT pads it."""
         if self.n_samples < 1:
             raise ValueError("a mel needs at least one sample")
@@ -165,11 +166,11 @@ class MelStream:
         return MelFrames(self._mel)
 
     def _compute_frames(self, last: int) -> None:
-        """Frames [done, last): from samples first * hop - n_fft / 2 to (last - 1) * hop + n_fft / 2,
-        zeros beyond either end of the signal."""
-        half, hop = self.recipe.n_fft // 2, self.recipe.hop_length
+        """Frames [done, last): from samples first * hop_length - n_fft / 2 to (last - 1) * hop_length
+        + n_fft / 2, zeros beyond either end of the signal."""
+        half, hop_length = self.recipe.n_fft // 2, self.recipe.hop_length
         first = self._frames_done
-        start, stop = first * hop - half, (last - 1) * hop + half
+        start, stop = first * hop_length - half, (last - 1) * hop_length + half
         held = np.concatenate(self._held) if len(self._held) > 1 else self._held[0]
         span = held[max(start, 0) - self._held_from:min(stop, self.n_samples) - self._held_from]
         span = np.pad(span, (max(-start, 0), max(stop - self.n_samples, 0)))
@@ -177,13 +178,13 @@ class MelStream:
         # 3x its own size held per chunk), which made a 10-hour track's mel cost three times its size.
         self._mel.append(self._compute(tf.convert_to_tensor(span, tf.float32)).numpy().copy())
         self._frames_done = last
-        keep_from = max(last * hop - half, 0)  # the first sample a later frame needs
+        keep_from = max(last * hop_length - half, 0)  # the first sample a later frame needs
         self._held = [held[keep_from - self._held_from:]]
         self._held_from = keep_from
 
 
 def mel_power(samples: np.ndarray, recipe: FeatureRecipe, chunk_frames: int = CHUNK_FRAMES) -> np.ndarray:
-    """(n,) float32 mono at recipe.sample_rate -> (1 + n // hop, n_mels) float16 mel power, the
+    """(n,) float32 mono at recipe.sample_rate -> (1 + n // hop_length, n_mels) float16 mel power, the
     recipe's rounding.
 
     Computed chunk_frames frames at a time (MelStream); each frame sees exactly the samples it would
@@ -197,22 +198,23 @@ def mel_power(samples: np.ndarray, recipe: FeatureRecipe, chunk_frames: int = CH
 
 
 def log_mel(samples: np.ndarray, recipe: FeatureRecipe) -> np.ndarray:
-    """(n,) float32 mono at recipe.sample_rate -> (1 + n // hop, n_mels) float32 log-mel: the model's input."""
+    """(n,) float32 mono at recipe.sample_rate -> (1 + n // hop_length, n_mels) float32 log-mel: the model's input."""
     return recipe.compress(mel_power(samples, recipe))
 
 
-def n_patches(total_frames: int, patch_frames: int, hop: int) -> int:
+def n_patches(total_frames: int, patch_frames: int, patch_hop: int) -> int:
     """How many patches patch_starts gives, without building them."""
-    return 1 if total_frames <= patch_frames else (total_frames - patch_frames) // hop + 1
+    return 1 if total_frames <= patch_frames else (total_frames - patch_frames) // patch_hop + 1
 
 
-def patch_starts(total_frames: int, patch_frames: int, hop: int) -> np.ndarray:
-    """First frame of each patch: non-overlapping when hop == patch_frames, the last partial one
-    dropped; one patch (at 0) when the track is shorter than a patch. Returns (P,) int64."""
-    return np.arange(n_patches(total_frames, patch_frames, hop), dtype=np.int64) * hop
+def patch_starts(total_frames: int, patch_frames: int, patch_hop: int) -> np.ndarray:
+    """First frame of each patch, patch_hop frames apart: non-overlapping when patch_hop ==
+    patch_frames, the last partial one dropped; one patch (at 0) when the track is shorter than a
+    patch. Returns (P,) int64."""
+    return np.arange(n_patches(total_frames, patch_frames, patch_hop), dtype=np.int64) * patch_hop
 
 
-def to_patches(frames: np.ndarray, patch_frames: int, hop: int) -> tuple[np.ndarray, bool]:
+def to_patches(frames: np.ndarray, patch_frames: int, patch_hop: int) -> tuple[np.ndarray, bool]:
     """(T, M) -> ((P, patch_frames, M) patches of the same dtype, padded).
 
     A track shorter than one patch is repeat-padded to one patch (as musicnn's training did for
@@ -222,5 +224,5 @@ def to_patches(frames: np.ndarray, patch_frames: int, hop: int) -> tuple[np.ndar
     if total < patch_frames:
         reps = -(-patch_frames // total)
         return np.tile(frames, (reps, 1))[None, :patch_frames], True
-    rows = patch_starts(total, patch_frames, hop)[:, None] + np.arange(patch_frames)  # (P, patch_frames)
+    rows = patch_starts(total, patch_frames, patch_hop)[:, None] + np.arange(patch_frames)  # (P, patch_frames)
     return frames[rows], False  # one gather: a contiguous copy, already in (P, frames, mels) order

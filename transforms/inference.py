@@ -27,8 +27,8 @@ from musicnn_beam.transforms.records import ErrorRecord, InputFile, TrackFeature
 TOP_K = 5
 
 
-def count_patches(track: TrackFeatures, patch_frames: int, hop: int) -> int:
-    return features.n_patches(len(track.mel), patch_frames, hop)
+def count_patches(track: TrackFeatures, patch_frames: int, patch_hop: int) -> int:
+    return features.n_patches(len(track.mel), patch_frames, patch_hop)
 
 
 class ModelLoadFailed(RuntimeError):
@@ -125,7 +125,7 @@ def _padded_to(patches: np.ndarray, n: int) -> np.ndarray:
 
 
 def predict_tracks(tracks: Sequence[TrackFeatures], tagger: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
-                   patch_frames: int, hop: int, max_patches_per_call: int = 512) -> list[TrackPrediction]:
+                   patch_frames: int, patch_hop: int, max_patches_per_call: int = 512) -> list[TrackPrediction]:
     """Run the model over all patches of several tracks at once.
 
     Each track's float16 mel (T, M) is cut into (P, patch_frames, M) patches; the patches of all
@@ -134,7 +134,7 @@ def predict_tracks(tracks: Sequence[TrackFeatures], tagger: Callable[[np.ndarray
     12,000 patches being 430 MB); outputs are split per track.
     """
     padded = [len(t.mel) < patch_frames for t in tracks]
-    counts = [features.n_patches(len(t.mel), patch_frames, hop) for t in tracks]
+    counts = [features.n_patches(len(t.mel), patch_frames, patch_hop) for t in tracks]
     # (track, first patch, last patch) pieces, grouped into calls of at most max_patches_per_call
     calls: list[list[tuple[int, int, int]]] = [[]]
     room = max_patches_per_call
@@ -150,7 +150,7 @@ def predict_tracks(tracks: Sequence[TrackFeatures], tagger: Callable[[np.ndarray
             first = last
     activations, embeddings = [], []
     for call in calls:
-        parts = [_patches(tracks[i].mel, patch_frames, hop, first, last) for i, first, last in call]
+        parts = [_patches(tracks[i].mel, patch_frames, patch_hop, first, last) for i, first, last in call]
         patches = parts[0] if len(parts) == 1 else np.concatenate(parts)
         a, e = tagger(patches)
         activations.append(a)
@@ -160,17 +160,18 @@ def predict_tracks(tracks: Sequence[TrackFeatures], tagger: Callable[[np.ndarray
     no_mel = np.zeros((0, 0), np.float16)  # the predictions carry the track's facts, not its mel
     return [TrackPrediction(track=dataclasses.replace(t, mel=no_mel), activations=activations[lo:hi],
                             embeddings=embeddings[lo:hi], padded=pad,
-                            patch_starts=features.patch_starts(len(t.mel), patch_frames, hop))
+                            patch_starts=features.patch_starts(len(t.mel), patch_frames, patch_hop))
             for t, pad, lo, hi in zip(tracks, padded, bounds[:-1], bounds[1:])]
 
 
-def _patches(mel: features.MelFrames | np.ndarray, patch_frames: int, hop: int, first: int, last: int) -> np.ndarray:
+def _patches(mel: features.MelFrames | np.ndarray, patch_frames: int, patch_hop: int, first: int, last: int
+             ) -> np.ndarray:
     """Patches [first, last) of a track's mel: (last - first, patch_frames, M)."""
     frames = features.MelFrames.of(mel)
     if len(frames) < patch_frames:
-        return features.to_patches(frames.frames(0, len(frames)), patch_frames, hop)[0]
-    span = frames.frames(first * hop, (last - 1) * hop + patch_frames)  # only these patches' frames
-    return features.to_patches(span, patch_frames, hop)[0]
+        return features.to_patches(frames.frames(0, len(frames)), patch_frames, patch_hop)[0]
+    span = frames.frames(first * patch_hop, (last - 1) * patch_hop + patch_frames)  # only these patches' frames
+    return features.to_patches(span, patch_frames, patch_hop)[0]
 
 
 class TaggerModelHandler(ModelHandler[TrackFeatures, "TrackPrediction | ErrorRecord", PatchTagger]):
@@ -180,8 +181,9 @@ class TaggerModelHandler(ModelHandler[TrackFeatures, "TrackPrediction | ErrorRec
     gathers tracks into batches of MIN_BATCH_PATCHES to MAX_BATCH_PATCHES patches (its adaptive size
     counts patches, through element_size_fn); a longer track comes alone.
     model_copies: None loads one model per worker process, shared by its threads. A number loads
-    that many per machine, in one of the worker processes, and the machine's other worker processes
-    call them through Beam's proxy: one model on a GPU fed by many decoding processes.
+    that many per machine, each in the worker process that asked for it first, and every worker
+    process calls them through Beam's proxy (multi_process_shared): one model on a GPU fed by many
+    decoding processes.
     """
 
     MIN_BATCH_PATCHES = 64
@@ -195,7 +197,7 @@ class TaggerModelHandler(ModelHandler[TrackFeatures, "TrackPrediction | ErrorRec
         self.precision = precision
         super().__init__(min_batch_size=self.MIN_BATCH_PATCHES, max_batch_size=self.MAX_BATCH_PATCHES,
                          element_size_fn=functools.partial(count_patches, patch_frames=model.recipe.patch_frames,
-                                                           hop=patch_hop),
+                                                           patch_hop=patch_hop),
                          model_copies=model_copies)
 
     def load_model(self) -> LoadingTagger:

@@ -11,14 +11,9 @@ from musicnn_beam.transforms.errors import TaggingError
 if TYPE_CHECKING:
     from musicnn_beam.transforms.features import MelFrames
 
-# Stages named in the errors table: naming the input (a conflict between manifests), reading the
-# bytes, decoding, the features, the model.
-INPUT, READ, DECODE, FEATURES, INFERENCE = "input", "read", "decode", "features", "inference"
-
-
 class InputFile(NamedTuple):
     """One input: a URI, the caller's id for it when a manifest gave one, and its version (what the
-    listing or the manifest says identifies this content: transforms.incremental.version_of); its
+    listing or the manifest says identifies this content: transforms.sources.version_of); its
     size and audio duration where the listing or the manifest gives them (a dry run sums them)."""
 
     uri: str
@@ -58,11 +53,11 @@ class TrackPrediction:
 
 @dataclass(frozen=True)
 class ErrorRecord:
-    """An input that produced no tags, and why."""
+    """An input that produced no tags, and why: its TaggingError's kind, stage and message."""
 
     uri: str
     stage: str
-    error: str
+    kind: str
     message: str
     track_id: Optional[str] = None
     version: Optional[str] = None
@@ -70,9 +65,11 @@ class ErrorRecord:
     @classmethod
     def of(cls, source: InputFile, error: TaggingError) -> "ErrorRecord":
         """The row for an input that failed with `error`; its kind names the stage."""
-        return cls(uri=source.uri, stage=error.stage, error=error.kind, message=error.message[:2000] or error.kind,
+        return cls(uri=source.uri, stage=error.stage, kind=error.kind, message=error.message[:2000] or error.kind,
                    track_id=source.track_id, version=source.version)
 
     def row(self) -> dict:
-        return {"uri": self.uri, "track_id": self.track_id, "stage": self.stage, "error": self.error,
+        """The errors table's row. Its column for the kind is `error` (the public schema, which the
+        README documents and readers query): in code the concept is `kind`."""
+        return {"uri": self.uri, "track_id": self.track_id, "stage": self.stage, "error": self.kind,
                 "message": self.message, "version": self.version}

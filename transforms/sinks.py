@@ -1,8 +1,9 @@
-"""Writing a run's rows: Parquet files, a bundle at a time, straight into the store's table folders
-(transforms.store), through fsspec so that local disk, gs:// and s3:// work the same on every runner.
+"""Writing a run's rows: Parquet files, a bundle at a time, straight into the store's table folders,
+through fsspec so that local disk, gs:// and s3:// work the same on every runner.
 
-A file is invisible to every Delta reader until the run's finalising step commits it; a bundle that
-fails and is retried leaves files that no commit names, which a later run removes (store.recover).
+A file is invisible to every Delta reader until the run's finalising step commits it
+(store.commit); a bundle that fails and is retried leaves files that no commit names, which a later
+run removes (store.recovery).
 """
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Inputs: files, folders (recursively, audio files only) and globs on any fsspec filesystem, and
-manifests (a list of URIs, with optional track ids); and how the names of one file become one input.
+manifests (a list of URIs, with optional track ids); each file's version from its listing
+(version_of); and how the names of one file become one input.
 
 Every URI is written one way (normalise_uri), and the names that reach the same file (through
 --input, manifests, `..`, a symlink) are merged into one input (merge_names): a file is tagged once.
@@ -10,6 +11,7 @@ import csv
 import io
 import os
 import posixpath
+from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional
 
 import fsspec
@@ -32,6 +34,21 @@ class ManifestError(ValueError):
 
 class NoMatch(ValueError):
     """A pattern that names no file."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the user named: a file/folder/glob pattern, or a manifest."""
+
+    pattern: Optional[str] = None
+    manifest: Optional[str] = None
+
+
+def expand_spec(spec: InputSpec) -> Iterator[tuple[str, InputFile]]:
+    """InputSpec -> (file identity, InputFile) for every file it names, keyed for the plan's join."""
+    files = read_manifest(spec.manifest) if spec.manifest else expand_input(spec.pattern)
+    for file in files:
+        yield file_identity(file.uri), file
 
 
 def normalise_uri(uri: str) -> str:
@@ -83,14 +100,12 @@ def _is_audio_name(path: str) -> bool:
 
 def expand_input(pattern: str) -> Iterator[InputFile]:
     """A file, folder or glob (`**` included) -> the files it names, sorted, each with its version
-    from the listing (transforms.incremental.version_of: no request per file).
+    from the listing (version_of: no request per file).
 
     Files and globs are taken as given (a non-audio file named explicitly gets an error row); a
     folder is walked recursively and only files with an audio extension are taken. Raises
     NoMatch when nothing matches: a run that saw no file must not take the catalogue for empty.
     """
-    from musicnn_beam.store.plan import version_of
-
     fs, root = url_to_fs(pattern)
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
 
@@ -159,7 +174,7 @@ def read_manifest(manifest: str) -> Iterator[InputFile]:
     suffix = posixpath.splitext(manifest)[1].lower()
     if suffix == ".parquet":
         with fsspec.open(manifest, "rb") as f:
-            table = pq.ParquetFile(f).read()  # not read_table: see store._read_parquet
+            table = pq.ParquetFile(f).read()  # not read_table: it imports pyarrow.dataset (0.2 s)
         rows = table.to_pylist()
         columns = table.column_names
     elif suffix == ".csv":
@@ -196,11 +211,22 @@ def with_version(file: InputFile) -> InputFile:
     cannot be looked up keeps none, and its read fails with the reason)."""
     if file.version is not None:
         return file
-    from musicnn_beam.store.plan import version_of
-
     try:
         fs, path = url_to_fs(file.uri)
         info = fs.info(path)
         return file._replace(version=version_of(info), size=info.get("size"))
     except Exception:  # noqa: BLE001 - reading it will say what is wrong
         return file
+
+
+def version_of(info: dict) -> Optional[str]:
+    """An fsspec listing entry -> the object's version, from what the listing holds (no request):
+    a GCS generation, an S3 ETag with the size, a local size with the mtime in microseconds."""
+    if info.get("generation") is not None:
+        return f"generation={info['generation']}"
+    etag = info.get("ETag") or info.get("etag")
+    if etag:
+        return f"etag={str(etag).strip(chr(34))};size={info.get('size')}"
+    if info.get("mtime") is not None:
+        return f"size={info.get('size')};mtime_us={round(float(info['mtime']) * 1e6)}"
+    return None

@@ -1,11 +1,11 @@
 """Airflow DAG `musicnn_beam_nightly`: tag what changed in the catalogue every night.
 
-One task runs `python -m pipeline --input ... --output ... [--config ...] --runner=...` through the
-Apache Beam provider's BeamRunPythonPipelineOperator, with the interpreter of an environment where
-musicnn-beam is installed. This file imports Airflow and the Beam provider only: the pipeline runs in
-its own process and its own environment (Airflow and the pipeline pin different versions of the same
-packages). A run tags only the files that are new or changed since the store's last run; the store's
-`runs` table holds one row per finished run.
+One task runs `python -m musicnn_beam.pipeline --input ... --output ... [--config ...] --runner=...`
+(the installed CLI, `musicnn-beam`) through the Apache Beam provider's BeamRunPythonPipelineOperator,
+with the interpreter of an environment where musicnn-beam is installed. This file imports Airflow and
+the Beam provider only: the pipeline runs in its own process and its own environment (Airflow and the
+pipeline pin different versions of the same packages). A run tags only the files that are new or
+changed since the store's last run; the store's `runs` table holds one row per finished run.
 
 Settings, read when a run starts: a DAG param (a manual run's conf) wins, else the Airflow Variable:
 
