@@ -22,7 +22,7 @@ from musicnn_beam.pipeline.options import LOCAL_RUNNERS, in_process
 from musicnn_beam.pipeline.temp_files import local_temp_prefix, new_run_folder, new_run_tag, remove_local_temp
 from musicnn_beam.store.commit import CommitRun
 from musicnn_beam.store.errors import StoreConflict
-from musicnn_beam.store.plan import REASONS, PlanRun, RunFacts, StoreRun, is_tagged, new_run_id
+from musicnn_beam.store.plan import REASONS, PlanRun, RunFacts, StoreRun, will_tag, new_run_id
 from musicnn_beam.store.read import current_files, read_small_current
 from musicnn_beam.store.schema import settings_key
 from musicnn_beam.transforms import decode_ahead
@@ -123,7 +123,7 @@ def decode_ahead_of_run(args: argparse.Namespace, sample_rate: int, facts: RunFa
         return
     folder = new_run_folder(run_tag, "decoded")
     decode_ahead.start(folder, args.input, lambda: read_small_current(current, facts.model, decode_ahead.MAX_CURRENT_ROWS),
-                       lambda file, rows: is_tagged(file, rows, facts), sample_rate, args.max_duration,
+                       lambda file, rows: will_tag(file, rows, facts), sample_rate, args.max_duration,
                        args.decode_timeout)
 
 

@@ -119,7 +119,7 @@ def plan_file(names: Iterable[InputFile], current_rows: Iterable[dict], run: Run
     yield Skipped(file.uri) if why is None else ToTag(file, why)
 
 
-def is_tagged(file: InputFile, current_rows: Iterable[dict], run: RunFacts) -> bool:
+def will_tag(file: InputFile, current_rows: Iterable[dict], run: RunFacts) -> bool:
     """Whether the run tags a listed file that has only this name (what plan_file says of it)."""
     return any(isinstance(outcome, ToTag) for outcome in plan_file([file], current_rows, run))
 

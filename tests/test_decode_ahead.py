@@ -13,7 +13,7 @@ from musicnn_beam.transforms.decode_ahead import DecodeAhead, Decoded, files_to_
 from musicnn_beam.transforms.decoder_pipe import DecodeRequest
 from musicnn_beam.transforms.decoders import DecoderPool
 from musicnn_beam.transforms.errors import TaggingError
-from musicnn_beam.store.plan import RunFacts, is_tagged
+from musicnn_beam.store.plan import RunFacts, will_tag
 from musicnn_beam.transforms.sources import expand_input
 
 RATE = 16000
@@ -50,16 +50,16 @@ def test_only_files_the_run_will_tag_are_decoded_ahead(tmp_path):
         (tmp_path / name).write_bytes(b"RIFF")
     run = RunFacts("R2", "msd-musicnn", "fp", "settings")
     a, b, c = expand_input(str(tmp_path))
-    state = [{"uri": a.uri, "model": "msd-musicnn", "status": "tracked", "version": a.version, "fingerprint": "fp",
-              "settings": "settings", "run_id": "R1", "error": None},
-             {"uri": b.uri, "model": "msd-musicnn", "status": "tracked", "version": "older", "fingerprint": "fp",
-              "settings": "settings", "run_id": "R1", "error": None}]
+    current = [{"uri": a.uri, "model": "msd-musicnn", "status": "tracked", "version": a.version, "fingerprint": "fp",
+                "settings": "settings", "run_id": "R1", "error": None},
+               {"uri": b.uri, "model": "msd-musicnn", "status": "tracked", "version": "older", "fingerprint": "fp",
+                "settings": "settings", "run_id": "R1", "error": None}]
 
-    def decide(file, states):
-        return is_tagged(file, states, run)
+    def tags(file, current_rows):
+        return will_tag(file, current_rows, run)
 
-    assert [f.uri for f in files_to_decode([str(tmp_path)], lambda: state, decide)] == [b.uri, c.uri]
-    assert files_to_decode([str(tmp_path)], lambda: None, decide) == []  # a state too large to read here
+    assert [f.uri for f in files_to_decode([str(tmp_path)], lambda: current, tags)] == [b.uri, c.uri]
+    assert files_to_decode([str(tmp_path)], lambda: None, tags) == []  # `current` too large to read here
 
 
 @pytest.mark.integration

@@ -130,18 +130,18 @@ _RUNNING: Optional[DecodeAhead] = None
 
 
 def start(folder: str, patterns: Sequence[str], current_rows: Callable[[], Optional[list[dict]]],
-          is_tagged: Callable, sample_rate: int, max_duration_s: Optional[float], stall_timeout_s: float) -> None:
+          will_tag: Callable, sample_rate: int, max_duration_s: Optional[float], stall_timeout_s: float) -> None:
     """Begin decoding ahead the first files the run will tag, listed and decided on a thread of its
     own. folder: where the samples wait (removed with the run's temporary files); patterns: the run's
     local inputs; current_rows: the store's `current` rows for this model (None: too many to read here);
-    is_tagged: (InputFile, its `current` rows) -> whether the run tags it."""
+    will_tag: (InputFile, its `current` rows) -> whether the run tags it."""
     global _RUNNING
     ahead = DecodeAhead(folder, sample_rate, max_duration_s, stall_timeout_s, processes=max(1, (os.cpu_count() or 1) - 1))
     _RUNNING = ahead
 
     def plan() -> None:
         try:
-            ahead.submit(files_to_decode(patterns, current_rows, is_tagged))
+            ahead.submit(files_to_decode(patterns, current_rows, will_tag))
         except Exception:  # noqa: BLE001 - what the listing or the store raises, the pipeline's own listing reports
             pass
 
@@ -149,7 +149,7 @@ def start(folder: str, patterns: Sequence[str], current_rows: Callable[[], Optio
 
 
 def files_to_decode(patterns: Sequence[str], current_rows: Callable[[], Optional[list[dict]]],
-                    is_tagged: Callable) -> list[InputFile]:
+                    will_tag: Callable) -> list[InputFile]:
     """The first MAX_FILES files the patterns list that the run will tag (see start)."""
     rows = current_rows()
     if rows is None:
@@ -162,7 +162,7 @@ def files_to_decode(patterns: Sequence[str], current_rows: Callable[[], Optional
         for file in expand_input(pattern):
             if len(chosen) == MAX_FILES:
                 return chosen
-            if is_tagged(file, by_file.get(file_identity(file.uri), [])):
+            if will_tag(file, by_file.get(file_identity(file.uri), [])):
                 chosen.append(file)
     return chosen
 
