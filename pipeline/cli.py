@@ -4,14 +4,16 @@ Our flags are parsed and checked here; every other argument is a Beam pipeline o
 through (--runner, --direct_num_workers, ...: pipeline/options.py). A bad argument is one line and
 exit status 2, found before TensorFlow is imported (seconds, and its start-up notes on stderr).
 
-A run: check the arguments and the store (without listing the inputs: the pipeline lists them once),
-complete or clean up what killed runs left, read the version of the store's `current`, run the pipeline
-(pipeline/run.py: it commits the run), print its runs row.
+A run: check the arguments and the store (without listing the inputs: the pipeline lists them once)
+and that the store can be written (exit status 4 when it cannot), complete or clean up what killed
+runs left, read the version of the store's `current`, run the pipeline (pipeline/run.py: it commits
+the run), print its runs row.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
@@ -22,11 +24,15 @@ from musicnn_beam.pipeline.config import ConfigError, expand_config
 from musicnn_beam.pipeline.console import exit_after_output, hide_beam_resource_warning, quiet_console
 from musicnn_beam.pipeline.options import LOCAL_RUNNERS, pipeline_options, unknown_beam_args
 from musicnn_beam.pipeline.run import DryRunDone, Launched, RunFailed, TemplateWritten, launch
-from musicnn_beam.store.errors import StoreError
-from musicnn_beam.store.open import open_store
+from musicnn_beam.store.errors import StoreError, StoreWriteFailed
+from musicnn_beam.store.open import check_writable, open_store
 from musicnn_beam.store.read import read_run
 from musicnn_beam.transforms.decoders import DEFAULT_MAX_DURATION_S, DEFAULT_STALL_TIMEOUT_S
 from musicnn_beam.transforms.sources import ManifestError, NoMatch, check_input, read_manifest_columns
+
+
+# The exit status of a run whose store refuses to be written (full, read-only, no permission).
+STORE_NOT_WRITTEN = 4
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,15 +131,21 @@ def check_sources(patterns: list[str], manifests: list[str]) -> None:
 
 
 def run(argv: list[str]) -> Launched:
-    """Check the arguments, then run (pipeline/run.py). Raises UsageError, or what launch raises."""
+    """Check the arguments, then run (pipeline/run.py). Raises UsageError, StoreWriteFailed, or what
+    launch raises."""
+    started = time.time()  # the run's time is the whole run's, from its launch to its commit
     args, options, local_runner = parse_arguments(argv)
     model = check_model(args.model, options)
     check_sources(args.input, args.manifest)
     try:
-        current_version = open_store(args.output, create=not args.dry_run)
+        if not args.dry_run:
+            check_writable(args.output)  # a store the run cannot write fails now, not after the work
+        opened = open_store(args.output, create=not args.dry_run)
     except StoreError as exc:
         raise UsageError(str(exc)) from exc
-    return launch(args, model, options, local_runner, current_version)
+    for repair in opened.repairs:  # what interrupted runs left, completed or rolled back
+        print(f"{PROG}: {repair}")
+    return launch(args, model, options, local_runner, opened.version, started)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     except RunFailed as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.status
+    except StoreWriteFailed as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return STORE_NOT_WRITTEN
     except DryRunDone as done:
         print(f"{PROG}: {done}")
         return 0

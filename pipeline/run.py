@@ -1,12 +1,11 @@
 """A run's life, from the checked arguments (pipeline/cli.py) to its outcome: clean up what killed
 runs on the output left, decode ahead while TensorFlow imports, build the graph (pipeline/graph.py)
 and run it, which commits the run; remove the run's temporary files. A run that cannot go on ends in
-RunFailed (one line and an exit status); a dry run in DryRunDone (its plan in one line); a Dataflow
-template build in TemplateWritten."""
+RunFailed (one line and an exit status), one whose store refuses to be written in StoreWriteFailed;
+a dry run in DryRunDone (its plan in one line); a Dataflow template build in TemplateWritten."""
 from __future__ import annotations
 
 import argparse
-import time
 from importlib import metadata
 from typing import NamedTuple, Optional
 
@@ -21,13 +20,17 @@ from musicnn_beam.pipeline.console import showing_progress, workers_quiet
 from musicnn_beam.pipeline.options import LOCAL_RUNNERS, in_process
 from musicnn_beam.pipeline.temp_files import local_temp_prefix, new_run_folder, new_run_tag, remove_local_temp
 from musicnn_beam.store.commit import CommitRun
-from musicnn_beam.store.errors import StoreConflict
+from musicnn_beam.store.errors import StoreConflict, write_failed, writes_refused
 from musicnn_beam.store.plan import REASONS, PlanRun, RunFacts, StoreRun, will_tag, new_run_id
 from musicnn_beam.store.read import current_files, read_small_current
 from musicnn_beam.store.schema import settings_key
 from musicnn_beam.transforms import decode_ahead
 from musicnn_beam.transforms.sources import InputSpec, ManifestError, NoMatch, is_local
 from musicnn_beam.transforms.tally import NAMESPACE, RunTally
+
+
+# The label of the run's store-writing steps (CommitRun): a failure Beam reports from under it is the store's.
+COMMIT = "Commit"
 
 
 class Launched(NamedTuple):
@@ -55,9 +58,10 @@ class RunFailed(Exception):
 
 
 def launch(args: argparse.Namespace, model: ModelSpec, options: PipelineOptions, local_runner: object,
-           current_version: Optional[int]) -> Launched:
+           current_version: Optional[int], started: float) -> Launched:
     """Run the pipeline the checked arguments (pipeline/cli.py) ask for on the store's `current` at
-    current_version (None: no store yet). Raises RunFailed, DryRunDone or TemplateWritten."""
+    current_version (None: no store yet); started: when the command was launched (the run's time
+    counts from it). Raises RunFailed, StoreWriteFailed, DryRunDone or TemplateWritten."""
     patch_hop = model.recipe.patch_frames if args.patch_hop is None else args.patch_hop
     current = () if current_version is None else tuple(current_files(args.output, current_version))
     facts = RunFacts(run_id=new_run_id(), model=model.name, fingerprint=model.fingerprint(),
@@ -81,7 +85,7 @@ def launch(args: argparse.Namespace, model: ModelSpec, options: PipelineOptions,
         # Workers on this machine tally into a folder the progress line reads; remote ones: metrics only.
         progress_folder = new_run_folder(run_tag, "progress") if runner in LOCAL_RUNNERS else None
         run = StoreRun(output=args.output, facts=facts, current_version=current_version, current_files=current,
-                       row={"started": time.time(), "package_version": package_version(),
+                       row={"started": started, "package_version": package_version(),
                             "runner": runner or "FnApiRunner (in-process)", "classes": model.classes},
                        tally=RunTally(progress_folder))
         if local and args.model_copies is None:
@@ -92,7 +96,7 @@ def launch(args: argparse.Namespace, model: ModelSpec, options: PipelineOptions,
         if args.dry_run:
             _ = inputs | "Plan" >> PlanRun(run)
         else:
-            _ = inputs | "Tag" >> TagCatalogue(settings, run) | "Commit" >> CommitRun(run)
+            _ = inputs | "Tag" >> TagCatalogue(settings, run) | COMMIT >> CommitRun(run)
         with showing_progress(progress_folder), workers_quiet(not args.verbose):
             result = pipeline.run()
             result.wait_until_finish()
@@ -106,6 +110,8 @@ def launch(args: argparse.Namespace, model: ModelSpec, options: PipelineOptions,
         for known, code in status.items():  # Beam re-raises what a step raised, wrapped
             if known.__name__ in str(exc) or isinstance(exc, known):
                 raise RunFailed(_one_line(exc, known), code) from exc
+        if writes_refused(exc) and f"'{COMMIT}/" in str(exc):  # Beam names the failing step: [while running 'Commit/...']
+            raise write_failed(args.output, exc, "nothing of this run is visible") from exc
         raise
     finally:
         decode_ahead.stop()

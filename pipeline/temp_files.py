@@ -12,6 +12,7 @@ import time
 import uuid
 
 from musicnn_beam.pipeline.args import PROG
+from musicnn_beam.store.recovery import process_running
 
 
 def local_temp_prefix(output: str) -> str:
@@ -50,15 +51,7 @@ def remove_local_temp(prefix: str, spare_running: bool = False) -> None:
 def _launcher_running(rest_of_name: str) -> bool:
     """Whether the process a run tag names (new_run_tag: "PID-...") is alive."""
     pid = rest_of_name.split("-", 1)[0]
-    if not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, another user's
-    return True
+    return pid.isdigit() and process_running(int(pid))
 
 
 def _remove_folder(path: str) -> None:

@@ -8,5 +8,5 @@ deltalake (delta-rs: no JVM, no catalog service).
     read.py      one way to open a table; a reader per table (read_table, read_run, read_current)
     plan.py      the plan: which listed inputs a run tags, skips or marks removed (PlanRun)
     commit.py    the run's one commit (commit_run, CommitRun)
-    recovery.py  what killed runs left: plans completed, files no commit names removed
+    recovery.py  what interrupted runs left: plans completed or rolled back, files no commit names removed
 """

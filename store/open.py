@@ -4,28 +4,36 @@ are created, an older store's upgraded (ADDED_COLUMNS), and what killed runs lef
 from __future__ import annotations
 
 import time
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import pyarrow as pa
+from fsspec.implementations.local import LocalFileSystem
 
-from musicnn_beam.store.errors import StoreError, one_line
+from musicnn_beam.store.errors import StoreError, one_line, write_failed, writes_refused
 from musicnn_beam.store.location import delta_table, filesystem, join, storage_options
+from musicnn_beam.store.plan import new_run_id
 from musicnn_beam.store.read import current_version
 from musicnn_beam.store.recovery import recover
 from musicnn_beam.store.schema import ADDED_COLUMNS, STAGING, TABLES
 
 
-def open_store(output: str, create: bool = True) -> Optional[int]:
+class OpenedStore(NamedTuple):
+    """The store as a run found it: the version of `current` its plan reads (None: no store yet, a
+    dry run on a new output), and what it repaired of interrupted runs (a line each, store.recovery)."""
+
+    version: Optional[int]
+    repairs: list[str]
+
+
+def open_store(output: str, create: bool = True) -> OpenedStore:
     """Check OUTPUT is (or can become) this store, create the missing tables, upgrade older ones and
-    finish what killed runs left; returns the version of `current` the run's plan reads. create=False
-    (a dry run) changes nothing, and returns None when there is no store yet. Raises StoreError, one
-    line, whatever went wrong."""
+    complete or roll back what interrupted runs left. create=False (a dry run) changes nothing.
+    Raises StoreError, one line, whatever went wrong."""
     try:
         if not _check_tables(output, create):
-            return None
-        if create:
-            recover(output)  # may commit (a killed run's plan, a vacuum): the version is read after it
-        return current_version(output)
+            return OpenedStore(None, [])
+        repairs = recover(output) if create else []  # may commit (a plan, a vacuum): the version is read after it
+        return OpenedStore(current_version(output), repairs)
     except StoreError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever the storage raises, the user gets one line
@@ -92,3 +100,26 @@ def _open_or_create(uri: str, schema: pa.Schema):
             except Exception:  # noqa: BLE001 - created meanwhile by another run: open it on the next try
                 time.sleep(0.1 * (attempt + 1))
     return delta_table(uri)
+
+
+def check_writable(output: str) -> None:
+    """Write and remove a probe object in OUTPUT's _staging, so that a store the run cannot write
+    (read-only, no permission, a bucket it may only read) fails before any tagging, not at the
+    commit. Raises StoreWriteFailed (the storage refuses writes), or StoreError (OUTPUT cannot be a
+    folder: a file is in its way)."""
+    fs, root = filesystem(output)
+    staging = join(root, STAGING)
+    folder = join(staging, f"probe-{new_run_id()}")  # a folder, as a run's: recovery reads it as one without a plan
+    try:
+        if isinstance(fs, LocalFileSystem):  # a bucket has no folders (and makedirs would create the bucket)
+            fs.makedirs(folder, exist_ok=True)
+        fs.pipe_file(join(folder, "probe"), b"probe")
+        fs.rm(folder, recursive=True)
+    except Exception as exc:  # noqa: BLE001 - whatever the storage raises, the user gets one line
+        if writes_refused(exc):
+            raise write_failed(output, exc, "nothing was tagged") from exc
+        raise StoreError(f"output {output!r} is not writable as a store: {one_line(exc)}") from exc
+    try:
+        fs.rmdir(staging)  # local disk: the folder goes once empty, as after a commit
+    except (OSError, NotImplementedError):
+        pass

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import io
+import os
 import pickle
 from pathlib import Path
 
+import av
 import librosa
 import numpy as np
 import pytest
@@ -15,6 +18,7 @@ import soxr
 from musicnn_beam.demo.bad import write_bad_inputs
 from musicnn_beam.demo.encode import write_audio
 from musicnn_beam.demo.synth import synth_music
+from musicnn_beam.transforms import probe
 from musicnn_beam.transforms.audio import AUDIO_EXTENSIONS, decode_audio
 from musicnn_beam.transforms.errors import TaggingError
 
@@ -195,6 +199,37 @@ def test_empty_file_object():
     with pytest.raises(TaggingError) as caught:
         decode_audio(io.BytesIO(b""), SR)
     assert caught.value.kind == "EmptyFile"
+
+
+def test_a_file_that_cannot_be_opened_is_permission_denied_not_empty(tmp_path, monkeypatch):
+    """FFmpeg could not open it and nor can Python: the size (not the bytes read) says it is not empty.
+    The open fails as it does for a user without read permission (these tests run as root, which reads
+    every file; tests/test_decoders.py drops root's override for real)."""
+    path = tmp_path / "locked.mp3"
+    path.write_bytes(b"ID3" + bytes(4000))
+
+    def refused(file, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", os.fspath(file))
+
+    monkeypatch.setattr(probe, "open", refused, raising=False)
+    with pytest.raises(TaggingError) as caught:
+        raise probe.open_failure(path, av.error.PermissionError(errno.EACCES, "Permission denied"))
+    assert (caught.value.kind, caught.value.message) == ("PermissionDenied", "permission denied (EACCES)")
+
+
+def test_a_symlink_loop_is_not_a_file(tmp_path):
+    path, other = tmp_path / "a.mp3", tmp_path / "b.mp3"
+    os.symlink(other, path)
+    os.symlink(path, other)
+    with pytest.raises(TaggingError) as caught:
+        decode_audio(path, SR)
+    assert (caught.value.kind, caught.value.message) == ("NotAFile", "too many levels of symbolic links (ELOOP)")
+
+
+def test_a_missing_file_is_not_found_in_words(tmp_path):
+    with pytest.raises(TaggingError) as caught:
+        decode_audio(tmp_path / "gone.mp3", SR)
+    assert (caught.value.kind, caught.value.message) == ("NotFound", "no such file or directory (ENOENT)")
 
 
 def test_streaming_resampler_equals_one_shot():

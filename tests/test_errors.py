@@ -2,6 +2,7 @@
 a row with the right kind (the pipeline tests produce each kind from a real file)."""
 from __future__ import annotations
 
+import errno
 import pickle
 import re
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from musicnn_beam.transforms.errors import KINDS, TaggingError, read_failure
+from musicnn_beam.transforms.errors import KINDS, RETRIED, TaggingError, read_failure
 from musicnn_beam.transforms.extract import check_usable
 from musicnn_beam.transforms.features import MelStream
 from musicnn_beam.transforms.records import ErrorRecord, InputFile
@@ -46,17 +47,27 @@ def test_error_rows_carry_the_kind_and_its_stage():
                    "message": "bad header", "version": None}
 
 
-@pytest.mark.parametrize("exc,kind", [
-    (FileNotFoundError(2, "No such file or directory"), "NotFound"),
-    (PermissionError(13, "Permission denied"), "PermissionDenied"),
-    (IsADirectoryError(21, "Is a directory"), "NotAFile"),
-    (ConnectionResetError(104, "Connection reset by peer"), "ReadFailed"),
-    (TimeoutError("read timed out"), "ReadFailed"),
-    (RuntimeError("botocore said no"), "ReadFailed"),
+@pytest.mark.parametrize("exc,kind,message", [
+    (FileNotFoundError(2, "No such file or directory", "/music/a.mp3"), "NotFound", "no such file or directory (ENOENT)"),
+    (PermissionError(13, "Permission denied", "/music/a.mp3"), "PermissionDenied", "permission denied (EACCES)"),
+    (PermissionError("Access Denied"), "PermissionDenied", "permission denied (EACCES): Access Denied"),  # s3fs's
+    (IsADirectoryError(21, "Is a directory"), "NotAFile", "is a directory (EISDIR)"),
+    (OSError(errno.ELOOP, "Too many levels of symbolic links", "/music/a.mp3"), "NotAFile",
+     "too many levels of symbolic links (ELOOP)"),
+    (ConnectionResetError(104, "Connection reset by peer"), "ReadFailed", "connection reset by peer (ECONNRESET)"),
+    (OSError(errno.EIO, "An error occurred (SlowDown)"), "ReadFailed", "input/output error (EIO): An error occurred (SlowDown)"),
+    (TimeoutError("read timed out"), "ReadFailed", "TimeoutError: read timed out"),
+    (RuntimeError("botocore said no"), "ReadFailed", "RuntimeError: botocore said no"),
 ])
-def test_read_failures_are_typed(exc, kind):
+def test_read_failures_are_typed_and_said_in_words_with_the_code(exc, kind, message):
     error = read_failure(exc)
-    assert (error.kind, error.stage) == (kind, "read") and type(exc).__name__ in error.message
+    assert (error.kind, error.stage, error.message) == (kind, "read", message)
+
+
+def test_a_file_the_run_may_not_read_is_tried_again_a_symlink_loop_waits_for_a_change():
+    """chmod changes neither a file's size nor its mtime: PermissionDenied must not wait for a change."""
+    assert read_failure(PermissionError(errno.EACCES, "Permission denied")).kind in RETRIED
+    assert read_failure(OSError(errno.ELOOP, "Too many levels of symbolic links")).kind not in RETRIED
 
 
 def _streamed(samples: np.ndarray, recipe) -> MelStream:

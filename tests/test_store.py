@@ -1,24 +1,28 @@
-"""The Delta store's commit protocol on local disk (S3: tests/test_storage.py): a run's files are
-invisible until committed, a repeated commit is a no-op, of two runs that planned on one snapshot of
-`current` only the first commits, a killed run's plan is completed or its files removed, a folder
+"""The Delta store's commit protocol on local disk (S3: tests/test_storage.py; a killed CLI:
+tests/test_store_kills.py): a run's files are invisible until committed, every `current` row's
+history is committed before it, a repeated commit is a no-op, of two runs that planned on one snapshot
+of `current` only the first commits and the other takes its history back, an interrupted run's plan
+is completed or rolled back by the next run at once, a transient storage error is retried, a folder
 holding anything else is refused, and what cannot be read or written is one line."""
 from __future__ import annotations
 
-import json
 import os
+import subprocess
+import sys
 import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import musicnn_beam.store.commit as commit
 from musicnn_beam.store.commit import apply_plan, commit_run
 from musicnn_beam.store.errors import StoreConflict, StoreError, StoreUnreadable, one_line
 from musicnn_beam.store.location import join
 from musicnn_beam.store.open import open_store
 from musicnn_beam.store.read import read_table
-from musicnn_beam.store.recovery import ORPHAN_HOURS, RECOVER_AFTER_S, recover
-from musicnn_beam.store.schema import CURRENT_SCHEMA, STAGING, TABLES, TRACKS_SCHEMA
+from musicnn_beam.store.recovery import ORPHAN_HOURS, recover
+from musicnn_beam.store.schema import CURRENT_SCHEMA, HISTORY, STAGING, TABLES, TRACKS_SCHEMA
 
 pytestmark = pytest.mark.unit  # delta-rs on local disk, in this process
 
@@ -55,7 +59,7 @@ def rows(output: str, table: str) -> list[dict]:
 
 def test_files_are_invisible_until_committed_and_a_repeated_commit_is_a_no_op(tmp_path):
     output = str(tmp_path / "store")
-    version = open_store(output)
+    version = open_store(output).version
     written = a_run(output, "R1")
     assert rows(output, "tracks") == [] and rows(output, "current") == []
     commit_run(output, version, run_row("R1"), written)
@@ -69,7 +73,7 @@ def test_files_are_invisible_until_committed_and_a_repeated_commit_is_a_no_op(tm
 
 def test_of_two_runs_planning_on_one_snapshot_only_the_first_commits(tmp_path):
     output = str(tmp_path / "store")
-    version = open_store(output)
+    version = open_store(output).version
     first, second = a_run(output, "R1"), a_run(output, "R2")
     commit_run(output, version, run_row("R1"), first)
     with pytest.raises(StoreConflict, match="another run committed to .* nothing of this run was committed"):
@@ -77,27 +81,168 @@ def test_of_two_runs_planning_on_one_snapshot_only_the_first_commits(tmp_path):
     assert [r["run_id"] for r in rows(output, "current")] == ["R1"]
     assert [r["run_id"] for r in rows(output, "tracks")] == ["R1"]
     assert [r["run_id"] for r in rows(output, "runs")] == ["R1"]
+    assert not os.path.exists(join(output, STAGING, "R2"))  # its plan went with its history
 
 
-def test_a_run_killed_after_its_decisive_commit_is_completed_by_the_next(tmp_path):
+def a_plan(output: str, run_id: str, version: int, **where) -> dict:
+    """A run's files and its commit plan as commit_run writes them (where: its host and pid)."""
+    plan = {"run": run_row(run_id), "state_version": version, **where,
+            "files": [*a_run(output, run_id), commit.write_runs_file(output, run_row(run_id))]}
+    commit._write_plan(output, plan)
+    return plan
+
+
+def run_ids(output: str, table: str) -> list[str]:
+    return sorted(r["run_id"] for r in rows(output, table))
+
+
+def a_dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def stop_after(monkeypatch, step_name: str) -> type:
+    """The commit stops (as a killed run would) after the step named, as tests/test_store_kills.py
+    kills the CLI there."""
+    real_step = commit._step
+
+    class Killed(BaseException):
+        pass
+
+    def step(name, do):
+        done = real_step(name, do)
+        if name == step_name:
+            raise Killed(name)
+        return done
+    monkeypatch.setattr(commit, "_step", step)
+    return Killed
+
+
+def assert_current_has_its_history(output: str) -> None:
+    """The invariant: every `current` row's run has its history committed: the README's join of
+    `current` with `tracks` returns every tracked row."""
+    tracks = {(r["uri"], r["model"], r["run_id"]) for r in rows(output, "tracks")}
+    errors = {(r["uri"], r["model"], r["run_id"]) for r in rows(output, "errors")}
+    for row in rows(output, "current"):
+        key = (row["uri"], row["model"], row["run_id"])
+        assert key in (tracks if row["status"] == "tracked" else errors if row["status"] == "error" else {key}), row
+
+
+@pytest.mark.parametrize("step", ["plan", "tracks", "patches", "errors", "current", "runs"])
+def test_a_run_stopped_after_any_commit_step_shows_no_part_and_the_next_run_repairs_it_at_once(tmp_path, monkeypatch, step):
     output = str(tmp_path / "store")
-    version = open_store(output)
-    written = a_run(output, "R1")
-    plan = {"run": run_row("R1"), "state_version": version, "files": written}
-    plan_path = join(output, STAGING, "R1", "plan.json")
-    with open(plan_path, "w") as f:
-        json.dump(plan, f)
-    current_only = {**plan, "files": [w for w in written if w["table"] == "current"]}
-    apply_plan(output, current_only)  # the `current` merge went through, then the run was killed
-    os.makedirs(os.path.dirname(plan_path), exist_ok=True)
-    with open(plan_path, "w") as f:
-        json.dump(plan, f)
-    assert rows(output, "tracks") == []
-    assert recover(output) == []  # too recent: its own run may still be finishing it
-    later = time.time() + RECOVER_AFTER_S + 1
-    assert recover(output, now=later) == ["R1"]
-    assert [r["run_id"] for r in rows(output, "tracks")] == ["R1"]
-    assert len(rows(output, "current")) == len(rows(output, "runs")) == 1
+    version = open_store(output).version
+    Killed = stop_after(monkeypatch, step)
+    with pytest.raises(Killed):
+        commit_run(output, version, run_row("R1"), a_run(output, "R1"))
+    monkeypatch.undo()
+    assert_current_has_its_history(output)
+    assert run_ids(output, "current") in ([], ["R1"])
+
+    merged = step in ("current", "runs")  # its process (this one: it opens the store again) has stopped
+    repairs = [] if step == "runs" else ["completed the commit of run R1"] if merged else ["rolled back run R1"]
+    assert open_store(output).repairs == repairs
+    assert_current_has_its_history(output)
+    expected = ["R1"] if merged else []
+    assert run_ids(output, "current") == run_ids(output, "tracks") == run_ids(output, "runs") == expected
+    assert not os.path.exists(join(output, STAGING))
+    assert recover(output) == []  # nothing left to do
+
+
+def test_a_plan_whose_merge_did_not_go_through_waits_while_its_process_may_live(tmp_path):
+    """Rolled back at once when its process, on this machine, is gone; from another machine (or by a
+    process still alive) only a day later: until then no runs row names its history rows."""
+    output = str(tmp_path / "store")
+    version = open_store(output).version
+    gone = a_plan(output, "R1", version, host=commit.socket.gethostname(), pid=a_dead_pid())
+    elsewhere = a_plan(output, "R2", version, host="another-machine", pid=1)
+    alive = a_plan(output, "R3", version, host=commit.socket.gethostname(), pid=os.getppid())
+    for plan in (gone, elsewhere, alive):  # killed after its history appends
+        for name in HISTORY:
+            commit._append(output, name, [w for w in plan["files"] if w["table"] == name], plan["run"]["run_id"])
+    assert run_ids(output, "tracks") == ["R1", "R2", "R3"] and run_ids(output, "runs") == []
+    assert recover(output) == ["rolled back run R1"]
+    assert run_ids(output, "tracks") == ["R2", "R3"]
+    day_later = time.time() + (ORPHAN_HOURS + 1) * 3600
+    assert sorted(recover(output, now=day_later)) == ["rolled back run R2", "rolled back run R3"]
+    assert rows(output, "tracks") == [] and rows(output, "current") == [] and rows(output, "runs") == []
+    assert not os.path.exists(join(output, STAGING))
+
+
+def test_a_run_that_gave_up_is_repaired_by_the_next_run_of_the_same_process(tmp_path, monkeypatch):
+    output = str(tmp_path / "store")
+    version = open_store(output).version
+    monkeypatch.setattr(commit, "RETRY_WAITS_S", (0.0,))
+
+    def reset(*args):
+        raise ConnectionResetError("connection reset by peer")
+    monkeypatch.setattr(commit, "_append", reset)
+    with pytest.raises(ConnectionResetError):
+        commit_run(output, version, run_row("R1"), a_run(output, "R1"))
+    monkeypatch.undo()
+    assert open_store(output).repairs == ["rolled back run R1"]
+    assert rows(output, "tracks") == rows(output, "current") == rows(output, "runs") == []
+
+
+def test_two_processes_completing_one_plan_at_once_add_nothing_twice(tmp_path, monkeypatch):
+    """The worst interleaving of two completers: the second looks at each table before the first
+    commits there, then commits too (the same files, by path; its merge finds its transaction)."""
+    output = str(tmp_path / "store")
+    version = open_store(output).version
+    plan = a_plan(output, "R1", version)
+    apply_plan(output, plan)  # the first
+    real_committed, looked = commit.committed, set()
+
+    def looked_before_the_first_committed(uri, run_id):
+        if uri in looked:
+            return real_committed(uri, run_id)
+        looked.add(uri)
+        return False
+    monkeypatch.setattr(commit, "committed", looked_before_the_first_committed)
+    apply_plan(output, plan)  # the second
+    assert run_ids(output, "tracks") == run_ids(output, "current") == run_ids(output, "runs") == ["R1"]
+
+
+def test_a_transient_storage_error_in_a_commit_step_is_retried(tmp_path, monkeypatch):
+    """A reset while appending, and a merge whose reply is lost after it landed: the run commits,
+    once, and its merge's retry finds its transaction there (no conflict with itself)."""
+    output = str(tmp_path / "store")
+    version = open_store(output).version
+    monkeypatch.setattr(commit, "RETRY_WAITS_S", (0.0, 0.0))
+    real_append, real_merge, failed = commit._append, commit._merge_current, []
+
+    def append_reset_once(output, name, files, run_id):
+        if name == "patches" and not failed:
+            failed.append(name)
+            raise ConnectionResetError("connection reset by peer")
+        return real_append(output, name, files, run_id)
+
+    def merge_reply_lost(output, plan, files):
+        landed = real_merge(output, plan, files)
+        if landed:
+            raise OSError("Generic S3 error: error sending request: connection closed")
+        return landed
+    monkeypatch.setattr(commit, "_append", append_reset_once)
+    monkeypatch.setattr(commit, "_merge_current", merge_reply_lost)
+    commit_run(output, version, run_row("R1"), a_run(output, "R1"))
+    assert failed == ["patches"]
+    assert run_ids(output, "tracks") == run_ids(output, "current") == run_ids(output, "runs") == ["R1"]
+    assert not os.path.exists(join(output, STAGING))
+
+
+def test_a_lasting_storage_error_is_not_retried(tmp_path, monkeypatch):
+    output = str(tmp_path / "store")
+    version = open_store(output).version
+    calls = []
+
+    def disk_full(*args):
+        calls.append(args)
+        raise OSError("Generic LocalFileSystem error: No space left on device (os error 28)")
+    monkeypatch.setattr(commit, "_append", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        commit_run(output, version, run_row("R1"), a_run(output, "R1"))
+    assert len(calls) == 1
 
 
 def test_what_a_run_that_never_committed_left_is_removed_a_day_later(tmp_path):
@@ -141,7 +286,7 @@ def test_an_empty_table_folder_is_one_being_created_not_a_foreign_one(tmp_path):
     the other looks. The other must open the store, not refuse it as not ours."""
     root = tmp_path / "store"
     (root / "errors").mkdir(parents=True)
-    assert open_store(str(root)) == 0
+    assert open_store(str(root)).version == 0
     assert (root / "errors" / "_delta_log").is_dir()
 
 
@@ -169,13 +314,13 @@ def test_a_store_written_before_current_had_embeddings_is_upgraded_when_a_run_op
     before = DeltaTable(join(output, "current")).version()
 
     assert [r["embedding"] for r in rows(output, "current")] == [None] * 3  # readable before the upgrade
-    assert open_store(output, create=False) == before  # a dry run: nothing written
+    assert open_store(output, create=False).version == before  # a dry run: nothing written
     assert "embedding" not in DeltaTable(join(output, "current")).schema().to_arrow().names
-    version = open_store(output)
+    version = open_store(output).version
     assert version == before + 1  # one commit
     assert {r["uri"]: r["embedding"] for r in rows(output, "current")} == \
         {"/a.mp3": [1.0, 2.0], "/c.mp3": None, "/x.mp3": None}  # the same run's tracks row; none where not tracked
-    assert open_store(output) == version  # upgraded once
+    assert open_store(output).version == version  # upgraded once
 
     commit_run(output, version, run_row("R2"), a_run(output, "R2", uri="/b.mp3"))
     assert {r["uri"]: r["embedding"] for r in rows(output, "current")} == \

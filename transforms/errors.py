@@ -4,12 +4,15 @@ README documents.
 """
 from __future__ import annotations
 
+import errno
+import os
+
 # kind -> (stage that raises it: input, read, decode, features or inference; what it means).
 KINDS: dict[str, tuple[str, str]] = {
     "ConflictingTrackId": ("input", "the file is named with different track_ids (e.g. by two manifests)"),
     "NotFound": ("read", "the file is gone (deleted or moved after it was listed)"),
-    "PermissionDenied": ("read", "the file cannot be read with the run's credentials"),
-    "NotAFile": ("read", "a FIFO, device, socket or folder, not a regular file"),
+    "PermissionDenied": ("read", "the file cannot be opened or read with the run's credentials"),
+    "NotAFile": ("read", "a FIFO, device, socket, folder or symlink loop, not a regular file"),
     "ReadFailed": ("read", "the storage failed to serve the file (network, server error); the message says how"),
     "EmptyFile": ("decode", "the file is 0 bytes"),
     "NotAudio": ("decode", "no audio format recognised (text, images, random bytes)"),
@@ -54,14 +57,48 @@ class TaggingError(Exception):
 
 
 def read_failure(exc: BaseException) -> TaggingError:
-    """An exception raised while opening or reading a file (any filesystem's) -> its kind."""
+    """An exception raised while opening or reading a file (any filesystem's) -> its kind, with the
+    failure in words and its code (`permission denied (EACCES)`)."""
     if isinstance(exc, TaggingError):
         return exc
-    text = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, FileNotFoundError):
-        return TaggingError("NotFound", text)
-    if isinstance(exc, PermissionError):
-        return TaggingError("PermissionDenied", text)
-    if isinstance(exc, (IsADirectoryError, NotADirectoryError)):
-        return TaggingError("NotAFile", text)
-    return TaggingError("ReadFailed", text)
+    code = _errno_of(exc)
+    if code == errno.ENOENT:
+        return TaggingError("NotFound", os_error_text(exc))
+    if code in (errno.EACCES, errno.EPERM):
+        return TaggingError("PermissionDenied", os_error_text(exc))
+    # A symlink loop resolves to no file, like a folder is none: lasting until the link changes.
+    if code in (errno.EISDIR, errno.ENOTDIR, errno.ELOOP):
+        return TaggingError("NotAFile", os_error_text(exc))
+    return TaggingError("ReadFailed", os_error_text(exc))
+
+
+# The code an OSError subclass stands for, where a storage library raises one without an errno
+# (s3fs: PermissionError("Access Denied"), FileNotFoundError(key)).
+_CODE_OF_TYPE = {FileNotFoundError: errno.ENOENT, PermissionError: errno.EACCES,
+                 IsADirectoryError: errno.EISDIR, NotADirectoryError: errno.ENOTDIR}
+
+
+def _errno_of(exc: BaseException) -> int | None:
+    code = getattr(exc, "errno", None)
+    if isinstance(code, int) and code in errno.errorcode:
+        return code
+    return next((c for t, c in _CODE_OF_TYPE.items() if isinstance(exc, t)), None)
+
+
+def os_error_text(exc: BaseException) -> str:
+    """`permission denied (EACCES)`: an OSError in words with its code, then what a storage library
+    adds (an S3 server's own words) where it says more; `Type: text` for anything else. An OSError's
+    path is left out: the row names the file, and one failure reads the same on every file."""
+    code = _errno_of(exc)
+    if code is None:
+        return f"{type(exc).__name__}: {exc}"[:200]
+    text = code_in_words(code)
+    detail = getattr(exc, "strerror", None) or (str(exc.args[0]) if len(exc.args) == 1 else None)
+    if detail and str(detail).lower() != os.strerror(code).lower():
+        text += f": {detail}"
+    return text[:200]
+
+
+def code_in_words(code: int) -> str:
+    """An OS error code as a user reads it: `no space left on device (ENOSPC)`."""
+    return f"{os.strerror(code).lower()} ({errno.errorcode.get(code, code)})"

@@ -13,7 +13,7 @@ from typing import BinaryIO, Iterator, Optional, Union
 
 import av
 
-from musicnn_beam.transforms.errors import TaggingError
+from musicnn_beam.transforms.errors import TaggingError, read_failure
 
 AudioSource = Union[str, "os.PathLike[str]", BinaryIO]
 
@@ -34,9 +34,9 @@ MAX_CHANNELS = 64
 
 @contextlib.contextmanager
 def _peek(source: AudioSource) -> Iterator[Optional[BinaryIO]]:
-    """The source as a binary file to read anywhere in, or None where that is not possible (a path
-    that cannot be opened, a stream that cannot seek). A file object is left where it was: the
-    decoder reading it is in the middle of it."""
+    """The source as a binary file to read anywhere in, or None for a stream that cannot seek; a path
+    that cannot be opened raises its read failure. A file object is left where it was: the decoder
+    reading it is in the middle of it."""
     if hasattr(source, "read"):
         seekable = getattr(source, "seekable", None)
         if seekable is None or not seekable():
@@ -50,9 +50,8 @@ def _peek(source: AudioSource) -> Iterator[Optional[BinaryIO]]:
         return
     try:
         f = open(os.fspath(source), "rb")
-    except OSError:
-        yield None
-        return
+    except OSError as exc:
+        raise read_failure(exc) from exc
     with f:
         yield f
 
@@ -60,21 +59,24 @@ def _peek(source: AudioSource) -> Iterator[Optional[BinaryIO]]:
 # --- before decoding ---------------------------------------------------------------------------
 
 def reject_empty(source: AudioSource) -> None:
-    """EmptyFile for 0-byte paths and for file objects with nothing left to read (when seekable)."""
+    """EmptyFile for 0-byte paths and for file objects with nothing left to read (when seekable). The
+    size decides, never what could be read: a file the run may not read is not empty."""
     if hasattr(source, "read"):
         with _peek(source) as f:
             empty = f is not None and f.tell() >= f.seek(0, os.SEEK_END)  # where it is, then where it ends
     else:
-        empty = os.path.getsize(os.fspath(source)) == 0
+        try:
+            empty = os.path.getsize(os.fspath(source)) == 0
+        except OSError as exc:
+            raise read_failure(exc) from exc
     if empty:
         raise TaggingError("EmptyFile", "the file is 0 bytes")
 
 
 def open_failure(source: AudioSource, error: Exception) -> TaggingError:
-    """Map a failed av.open: a known audio signature means a damaged file, anything else is not audio."""
+    """Map a failed av.open: a file that cannot be read is a read failure (raised by read_head), a known
+    audio signature means a damaged file, anything else is not audio."""
     head = read_head(source)
-    if not head:
-        return TaggingError("EmptyFile", "the file is 0 bytes")
     container_name = audio_signature(head)
     if container_name is None:
         return TaggingError("NotAudio", f"no audio format recognised ({error_text(error)})")
@@ -84,13 +86,16 @@ def open_failure(source: AudioSource, error: Exception) -> TaggingError:
 
 
 def read_head(source: AudioSource, size: int = 16) -> bytes:
-    """The first bytes of the file, leaving a file object where it was; b'' if they cannot be read."""
+    """The first bytes of the file, leaving a file object where it was; b'' for a stream that cannot
+    seek. A file that cannot be opened or read raises its read failure (PermissionDenied, ...)."""
     try:
         with _peek(source) as f:
             if f is not None:
                 f.seek(0)
                 return f.read(size)
-    except (OSError, ValueError, AttributeError):
+    except OSError as exc:
+        raise read_failure(exc) from exc
+    except (ValueError, AttributeError):
         pass
     return b""
 

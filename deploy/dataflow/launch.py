@@ -6,8 +6,8 @@ The launcher runs `python launch.py --NAME=VALUE ...`: each template parameter g
 pipeline options (--runner, --project, --region, --job_name, --temp_location, --template_location, ...).
 Our switches (--retag, --dry-run, --verbose) take no value, so a parameter `retag=true` arrives as
 `--retag=true`, which argparse refuses: here it becomes `--retag`, and `--retag=false` (or an empty
-value) is left out. Everything else reaches the CLI unchanged. The CLI checks the store, reads its
-state version, and writes the job where the launcher asked (--template_location); Dataflow runs it.
+value) is left out. Everything else reaches the CLI unchanged. The CLI checks the store, reads the
+version of its `current`, and writes the job where the launcher asked (--template_location); Dataflow runs it.
 """
 from __future__ import annotations
 
