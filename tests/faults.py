@@ -10,6 +10,9 @@ Faults are deterministic: every `fault_every`-th request gets the next of FAULTS
 
 `fail_objects=True` fails every request for an object (GET and HEAD of a key) and passes listings:
 a storage outage that begins after the inputs were listed.
+
+`only_under="/bucket/store/"` applies faults to requests for keys under that prefix alone (a store's
+writes and its commit), and forwards the rest untouched.
 """
 from __future__ import annotations
 
@@ -29,10 +32,12 @@ SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code
 
 
 class FaultyProxy:
-    def __init__(self, upstream_port: int, fault_every: int = 0, fail_objects: bool = False):
+    def __init__(self, upstream_port: int, fault_every: int = 0, fail_objects: bool = False,
+                 only_under: str | None = None):
         self.upstream_port = upstream_port
         self.fault_every = fault_every
         self.fail_objects = fail_objects
+        self.only_under = only_under
         self.counts: Counter[str] = Counter()  # forward, error, reset, stall
         self._requests = 0
         self._lock = threading.Lock()
@@ -55,6 +60,9 @@ class FaultyProxy:
     def choose(self, method: str, path: str) -> str:
         """What to do with one request: "forward" or one of FAULTS."""
         with self._lock:
+            if self.only_under is not None and not _key_under(path, self.only_under):
+                self.counts["forward"] += 1
+                return "forward"
             self._requests += 1
             if self.fail_objects:
                 is_object = method in ("GET", "HEAD") and "?" not in path and path.strip("/").count("/") >= 1
@@ -65,6 +73,16 @@ class FaultyProxy:
                 fault = "forward"
             self.counts[fault] += 1
             return fault
+
+
+def _key_under(path: str, prefix: str) -> bool:
+    """Whether a request names a key under prefix: in the path, or in a listing's `prefix=` query."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    url = urlsplit(path)
+    bucket = "/" + url.path.lstrip("/").split("/", 1)[0] + "/"
+    listed = parse_qs(url.query).get("prefix", [""])[0]
+    return unquote(url.path).startswith(prefix) or (bucket + listed).startswith(prefix) and bool(listed)
 
 
 def _handler(proxy: FaultyProxy):
