@@ -6,7 +6,8 @@ test.
     with FaultyProxy(upstream_port, fault_every=10) as proxy:
         ... AWS_ENDPOINT_URL=proxy.endpoint ...
 
-Faults are deterministic: every `fault_every`-th request gets the next of FAULTS in turn.
+Faults are deterministic: every `fault_every`-th request gets the next of `faults` (all of FAULTS
+unless told) in turn.
 
 `fail_objects=True` fails every request for an object (GET and HEAD of a key) and passes listings:
 a storage outage that begins after the inputs were listed.
@@ -33,9 +34,10 @@ SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code
 
 class FaultyProxy:
     def __init__(self, upstream_port: int, fault_every: int = 0, fail_objects: bool = False,
-                 only_under: str | None = None):
+                 only_under: str | None = None, faults: tuple[str, ...] = FAULTS):
         self.upstream_port = upstream_port
         self.fault_every = fault_every
+        self.faults = faults
         self.fail_objects = fail_objects
         self.only_under = only_under
         self.counts: Counter[str] = Counter()  # forward, error, reset, stall
@@ -68,7 +70,7 @@ class FaultyProxy:
                 is_object = method in ("GET", "HEAD") and "?" not in path and path.strip("/").count("/") >= 1
                 fault = "error" if is_object else "forward"
             elif self.fault_every and self._requests % self.fault_every == 0:
-                fault = FAULTS[(self._requests // self.fault_every) % len(FAULTS)]
+                fault = self.faults[(self._requests // self.fault_every) % len(self.faults)]
             else:
                 fault = "forward"
             self.counts[fault] += 1
