@@ -1,5 +1,6 @@
-"""What the commands (`musicnn-beam`, `python -m pipeline.report`, `python -m pipeline.similar`) share
-in reading their arguments: a bad one is one line and exit status 2, never argparse's usage block."""
+"""What the commands (`musicnn-beam`, `python -m pipeline.report`, `python -m pipeline.similar`, `python
+-m pipeline.store`) share in reading their arguments: a bad one is one line and exit status 2, never
+argparse's usage block."""
 from __future__ import annotations
 
 import argparse

@@ -1,6 +1,6 @@
 """What goes wrong with a store, each said in one line: OUTPUT is not a store (StoreError), a table
-cannot be read (StoreUnreadable), another run committed first (StoreConflict), the storage refuses
-to be written (StoreWriteFailed)."""
+cannot be read (StoreUnreadable) or is damaged (StoreDamaged), another run committed first
+(StoreConflict), the storage refuses to be written (StoreWriteFailed)."""
 from __future__ import annotations
 
 import errno
@@ -25,6 +25,11 @@ class StoreError(Exception):
 class StoreUnreadable(StoreError):
     """A table of the store cannot be read (missing, not a Delta table, storage unreachable): one
     line naming the table."""
+
+
+class StoreDamaged(StoreError):
+    """A table of the store is damaged (store.check): one line naming the table and the damage,
+    exit status 2; nothing is read from it."""
 
 
 class StoreConflict(Exception):

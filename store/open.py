@@ -1,6 +1,6 @@
 """Opening a store for a run: OUTPUT holds only this store's tables (or nothing); the missing tables
-are created, an older store's upgraded (ADDED_COLUMNS), and what killed runs left is finished
-(store.recovery) before the run reads `current`."""
+are created, an older store's upgraded (ADDED_COLUMNS), a damaged one refused (store.check), and what
+killed runs left is finished (store.recovery) before the run reads `current`."""
 from __future__ import annotations
 
 import time
@@ -9,12 +9,13 @@ from typing import NamedTuple, Optional
 import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
+from musicnn_beam.store.check import refuse_damaged, schema_damage
 from musicnn_beam.store.errors import StoreError, one_line, write_failed, writes_refused
 from musicnn_beam.store.location import delta_table, filesystem, join, storage_options
 from musicnn_beam.store.plan import new_run_id
 from musicnn_beam.store.read import current_version
 from musicnn_beam.store.recovery import recover
-from musicnn_beam.store.schema import ADDED_COLUMNS, STAGING, TABLES
+from musicnn_beam.store.schema import STAGING, TABLES
 
 
 class OpenedStore(NamedTuple):
@@ -61,11 +62,13 @@ def _check_tables(output: str, create: bool) -> bool:
             if name == "current":
                 return False
             continue
+        if entries:  # before anything reads or upgrades it (and before recovery's vacuum trusts its snapshot)
+            refuse_damaged(output, name)
         have = pa.schema(_open_or_create(uri, schema).schema().to_arrow()).names
-        added = schema.names[len(have):]
-        if have != schema.names[:len(have)] or not set(added) <= set(ADDED_COLUMNS.get(name, ())):
-            raise StoreError(f"{uri} has columns {', '.join(have)}, not this store's {name} table's")
-        if added and create:  # a dry run reads only PLAN_COLUMNS, which every version has
+        wrong = schema_damage(name, have)
+        if wrong:
+            raise StoreError(f"{uri} {wrong}")
+        if len(have) < len(schema) and create:  # a dry run reads only PLAN_COLUMNS, which every version has
             _add_embedding(output)
     return True
 
