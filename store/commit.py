@@ -128,16 +128,13 @@ def roll_back(output: str, plan: dict) -> None:
 
 
 def remove_plan(output: str, run_id: str) -> None:
-    """The run's staging folder (its plan, its `current` rows) goes; _staging too once empty."""
+    """The run's staging folder (its plan, its `current` rows) goes. _staging itself stays, even empty:
+    removing it races other runs creating their folders in it (their mkdir fails)."""
     fs, root = filesystem(output)
     try:
         fs.rm(join(root, STAGING, run_id), recursive=True)
     except FileNotFoundError:
         pass  # removed already (a retry, or another process completing the same plan)
-    try:
-        fs.rmdir(join(root, STAGING))  # local disk: the folder goes once empty (a bucket has no folders)
-    except (OSError, NotImplementedError):
-        pass
 
 
 def _by_table(files: Iterable[dict]) -> dict[str, list[dict]]:

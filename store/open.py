@@ -122,7 +122,3 @@ def check_writable(output: str) -> None:
         if writes_refused(exc):
             raise write_failed(output, exc, "nothing was tagged") from exc
         raise StoreError(f"output {output!r} is not writable as a store: {one_line(exc)}") from exc
-    try:
-        fs.rmdir(staging)  # local disk: the folder goes once empty, as after a commit
-    except (OSError, NotImplementedError):
-        pass

@@ -16,15 +16,20 @@ import pyarrow.parquet as pq
 import pytest
 
 import musicnn_beam.store.commit as commit
-from musicnn_beam.store.commit import apply_plan, commit_run
+from musicnn_beam.store.commit import apply_plan, commit_run, remove_plan
 from musicnn_beam.store.errors import StoreConflict, StoreError, StoreUnreadable, one_line
 from musicnn_beam.store.location import join
-from musicnn_beam.store.open import open_store
+from musicnn_beam.store.open import check_writable, open_store
 from musicnn_beam.store.read import read_table
 from musicnn_beam.store.recovery import ORPHAN_HOURS, recover
 from musicnn_beam.store.schema import CURRENT_SCHEMA, HISTORY, STAGING, TABLES, TRACKS_SCHEMA
 
 pytestmark = pytest.mark.unit  # delta-rs on local disk, in this process
+
+
+def staged(output: str) -> list[str]:
+    """What a store's _staging holds (the folder may stay, empty, once every run is committed)."""
+    return os.listdir(join(output, STAGING)) if os.path.isdir(join(output, STAGING)) else []
 
 
 def write_files(output: str, table: str, rows: list[dict], run_id: str) -> dict:
@@ -146,7 +151,7 @@ def test_a_run_stopped_after_any_commit_step_shows_no_part_and_the_next_run_repa
     assert_current_has_its_history(output)
     expected = ["R1"] if merged else []
     assert run_ids(output, "current") == run_ids(output, "tracks") == run_ids(output, "runs") == expected
-    assert not os.path.exists(join(output, STAGING))
+    assert not staged(output)
     assert recover(output) == []  # nothing left to do
 
 
@@ -167,7 +172,7 @@ def test_a_plan_whose_merge_did_not_go_through_waits_while_its_process_may_live(
     day_later = time.time() + (ORPHAN_HOURS + 1) * 3600
     assert sorted(recover(output, now=day_later)) == ["rolled back run R2", "rolled back run R3"]
     assert rows(output, "tracks") == [] and rows(output, "current") == [] and rows(output, "runs") == []
-    assert not os.path.exists(join(output, STAGING))
+    assert not staged(output)
 
 
 def test_a_run_that_gave_up_is_repaired_by_the_next_run_of_the_same_process(tmp_path, monkeypatch):
@@ -228,7 +233,7 @@ def test_a_transient_storage_error_in_a_commit_step_is_retried(tmp_path, monkeyp
     commit_run(output, version, run_row("R1"), a_run(output, "R1"))
     assert failed == ["patches"]
     assert run_ids(output, "tracks") == run_ids(output, "current") == run_ids(output, "runs") == ["R1"]
-    assert not os.path.exists(join(output, STAGING))
+    assert not staged(output)
 
 
 def test_a_lasting_storage_error_is_not_retried(tmp_path, monkeypatch):
@@ -350,3 +355,15 @@ def test_whatever_the_storage_raises_when_a_run_opens_the_store_is_one_line(tmp_
     output = str(tmp_path / "store")
     with pytest.raises(StoreError, match=r"^output '.*/store' is not writable as a store: OSError: upload failed: slow down$"):
         open_store(output)
+
+
+def test_staging_stays_once_empty_so_that_no_run_removes_it_under_another(tmp_path):
+    """A run's probe and its commit leave _staging in place, empty: removing it raced another run
+    creating its folder there (its mkdir found no _staging: "not writable as a store", exit 2, seen
+    with two runs at once on a new store)."""
+    output = str(tmp_path / "store")
+    check_writable(output)
+    assert os.path.isdir(join(output, STAGING)) and not staged(output)
+    os.makedirs(join(output, STAGING, "R9", "current"))
+    remove_plan(output, "R9")
+    assert os.path.isdir(join(output, STAGING)) and not staged(output)
