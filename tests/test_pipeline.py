@@ -199,7 +199,9 @@ def test_one_model_shared_by_worker_processes_and_no_debris(catalogue, run_outpu
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(seen) == 1, seen
     assert list(shared.iterdir()) == []
-    assert sorted(p.name for p in output.iterdir()) == ["current", "errors", "patches", "runs", "tracks"]
+    # The tables, and _staging emptied (it stays: removing it raced other runs creating their folders in it)
+    assert sorted(p.name for p in output.iterdir()) == ["_staging", "current", "errors", "patches", "runs", "tracks"]
+    assert list((output / "_staging").iterdir()) == []
     expected = {r["uri"]: r for r in read(run_output, "tracks").to_pylist()}
     rows = read(output, "tracks").to_pylist()
     assert sorted(Path(r["uri"]).name for r in rows) == ["stereo_44k.flac", "stereo_48k.mp3"]
