@@ -19,8 +19,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from musicnn_beam.models import musicnn
-from musicnn_beam.models import vgg
+from musicnn_beam.models import musicnn, vgg
 from musicnn_beam.models.recipe import FeatureRecipe
 from musicnn_beam.models.registry import METADATA_DIR, METADATA_FILE, PRECISIONS, known_models, signature_name
 

@@ -53,7 +53,11 @@ def _app(run_id: str):
 
 def committed(table_uri: str, run_id: str) -> bool:
     """Whether the run has committed to the table (its application transaction is in the log)."""
-    return delta_table(table_uri).transaction_version(f"{APP_ID}/{run_id}") is not None
+    return _has_committed(delta_table(table_uri), run_id)
+
+
+def _has_committed(table, run_id: str) -> bool:
+    return table.transaction_version(f"{APP_ID}/{run_id}") is not None
 
 
 def add_action(table_root: str, written: dict):
@@ -170,11 +174,14 @@ def _append(output: str, name: str, files: list[dict], run_id: str) -> bool:
     """Add the run's files to a table in one commit carrying its transaction id, unless done.
     Returns whether this call committed."""
     from deltalake import CommitProperties
-    uri = join(output, name)
-    if not files or committed(uri, run_id):
+    if not files:
         return False
-    delta_table(uri).create_write_transaction([add_action(uri, w) for w in files], "append", TABLES[name],
-                                              commit_properties=CommitProperties(app_transactions=[_app(run_id)]))
+    uri = join(output, name)
+    table = delta_table(uri)  # opened once: it says whether the run committed, and takes the commit
+    if _has_committed(table, run_id):
+        return False
+    table.create_write_transaction([add_action(uri, w) for w in files], "append", TABLES[name],
+                                   commit_properties=CommitProperties(app_transactions=[_app(run_id)]))
     return True
 
 

@@ -19,8 +19,7 @@ from apache_beam.utils.shared import Shared
 
 from musicnn_beam.models.recipe import FeatureRecipe
 from musicnn_beam.models.serving import configure_gpus
-from musicnn_beam.transforms import decode_ahead
-from musicnn_beam.transforms import features
+from musicnn_beam.transforms import decode_ahead, features
 from musicnn_beam.transforms.decoder_pipe import DecodeRequest
 from musicnn_beam.transforms.decoders import DEFAULT_STALL_TIMEOUT_S, DecoderPool, worker_pool
 from musicnn_beam.transforms.errors import TaggingError
